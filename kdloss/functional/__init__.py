@@ -1,0 +1,9 @@
+"""The maths of every kdloss loss as plain functions of tensors (no modules, no state)."""
+
+from kdloss.functional.bckd import BCKDParts, bckd, bckd_parts
+from kdloss.functional.cwd import cwd
+from kdloss.functional.logit import l1, l2
+from kdloss.functional.mgd import mgd, mgd_mask
+from kdloss.functional.mimic import mimic
+
+__all__ = ["BCKDParts", "bckd", "bckd_parts", "cwd", "l1", "l2", "mgd", "mgd_mask", "mimic"]

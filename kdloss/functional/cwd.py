@@ -1,0 +1,46 @@
+"""Channel-wise distillation (Shu et al., ICCV 2021, arXiv 2011.13256)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from kdloss._checks import FeatureLevels, check_positive, compute_dtype, feature_levels, zero_loss
+
+
+def cwd(student: FeatureLevels, teacher: FeatureLevels, tau: float = 1.0, *, check_finite: bool = False) -> Tensor:
+    """Channel-wise distillation loss, summed over levels.
+
+    Each channel map is turned into a distribution over its ``H·W`` positions; the student matches the
+    teacher's by KL divergence. Per level::
+
+        loss = tau² / (N·C) · Σ_{n,c} KL( softmax(t[n,c] / tau) ‖ softmax(s[n,c] / tau) )
+
+    Args:
+        student: ``(N, C, H, W)`` float tensor, or a sequence of them (one per level).
+        teacher: same shapes as ``student``; treated as a constant (no gradient flows into it).
+        tau: softmax temperature (> 0).
+        check_finite: raise ``ValueError`` if either side holds NaN/inf.
+
+    Returns:
+        Scalar tensor (float32, or float64 for float64 inputs). An empty batch gives a zero that
+        still back-propagates.
+    """
+    check_positive("CWD", "tau", tau)
+    s_levels, t_levels = feature_levels("CWD", student, teacher, check_finite=check_finite)
+    return sum(cwd_level(s, t, tau) for s, t in zip(s_levels, t_levels))
+
+
+def cwd_level(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
+    """One level of :func:`cwd` on validated ``(N, C, H, W)`` tensors."""
+    if student.numel() == 0:
+        return zero_loss(student)
+    n, c = student.shape[:2]
+    dtype = compute_dtype(student)
+    s = rearrange(student.to(dtype), "n c h w -> (n c) (h w)") / tau
+    t = rearrange(teacher.detach().to(dtype), "n c h w -> (n c) (h w)") / tau
+    log_p_t = F.log_softmax(t, dim=1)
+    log_p_s = F.log_softmax(s, dim=1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+    return kl * (tau**2 / (n * c))

@@ -1,0 +1,8 @@
+"""kdloss losses as ``nn.Module``s: hyper-parameters and learnable parts around ``kdloss.functional``."""
+
+from kdloss.nn.align import ChannelAlign
+from kdloss.nn.base import DistillLoss
+from kdloss.nn.feature import CWD, MGD, Mimic
+from kdloss.nn.logit import BCKD, L1, L2
+
+__all__ = ["BCKD", "CWD", "L1", "L2", "MGD", "ChannelAlign", "DistillLoss", "Mimic"]
