@@ -82,7 +82,8 @@ def decode_dfl_boxes(box_logits: Tensor, anchors: Tensor, strides: Tensor) -> Te
     """Decode DFL logits into ``xyxy`` boxes in pixels.
 
     Args:
-        box_logits: ``(B, A, 4, reg_max)`` logits over the distance bins ``0 .. reg_max - 1``.
+        box_logits: ``(B, A, 4, reg_max)`` logits over the distance bins ``0 .. reg_max - 1``. With
+            ``reg_max == 1`` (heads without DFL, e.g. YOLO26) the single value is the distance itself.
         anchors: ``(A, 2)`` anchor centres in stride units.
         strides: ``(A,)`` pixels per stride unit.
 
@@ -90,8 +91,11 @@ def decode_dfl_boxes(box_logits: Tensor, anchors: Tensor, strides: Tensor) -> Te
         ``(B, A, 4)`` boxes ``(x1, y1, x2, y2)``: the expected distance
         ``d = Σ_k softmax(logits)_k · k`` gives ``x1 = (ax − d_left)·stride`` and so on.
     """
-    bins = torch.arange(box_logits.shape[-1], dtype=box_logits.dtype, device=box_logits.device)
-    distances = (box_logits.softmax(-1) * bins).sum(-1)
+    if box_logits.shape[-1] == 1:
+        distances = box_logits[..., 0]
+    else:
+        bins = torch.arange(box_logits.shape[-1], dtype=box_logits.dtype, device=box_logits.device)
+        distances = (box_logits.softmax(-1) * bins).sum(-1)
     anchors = anchors.to(distances.dtype)
     top_left = anchors - distances[..., :2]
     bottom_right = anchors + distances[..., 2:]

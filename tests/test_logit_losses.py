@@ -172,6 +172,17 @@ def test_decode_and_giou_against_plain_python():
     torch.testing.assert_close(generalized_iou(boxes, boxes), torch.ones_like(giou))
 
 
+def test_decode_without_dfl_uses_raw_distances():
+    """reg_max = 1 (YOLO26-style heads): the box output is the (l, t, r, b) distance in stride units."""
+    anchors = torch.tensor([[2.5, 3.5]], dtype=torch.float64)
+    strides = torch.tensor([8.0], dtype=torch.float64)
+    raw = torch.tensor([[[[1.0], [2.0], [3.0], [4.0]]]], dtype=torch.float64)
+    expected = torch.tensor([[[(2.5 - 1) * 8, (3.5 - 2) * 8, (2.5 + 3) * 8, (3.5 + 4) * 8]]], dtype=torch.float64)
+    torch.testing.assert_close(decode_dfl_boxes(raw, anchors, strides), expected)
+    s, t = detection_pair(reg_max=1)
+    assert torch.isfinite(BCKD()(s, t)) and BCKD().parts(s, t)["box"].item() > 0
+
+
 def test_bckd_identical_outputs_give_zero():
     s, _ = detection_pair()
     same = DetectionOutput(s.cls.detach(), s.box.detach(), s.anchors, s.strides)

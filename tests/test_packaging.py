@@ -24,9 +24,8 @@ def test_public_interface():
 
 def test_editable_install_maps_adapters_folder():
     """`make test` installs the project editable: kdloss.adapters must come from the top-level adapters/."""
-    import kdloss.adapters
-
     import kdloss
+    import kdloss.adapters
 
     assert Path(kdloss.__file__).resolve().parent == ROOT / "kdloss"
     assert Path(kdloss.adapters.__file__).resolve().parent == ROOT / "adapters"

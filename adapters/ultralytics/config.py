@@ -1,0 +1,113 @@
+"""The distillation settings kdloss adds to an ultralytics training run, parsed from train kwargs.
+
+ultralytics rejects keys it does not know, so the trainer takes these out of the overrides before
+ultralytics sees them (``DistillConfig.pop_from``) and puts them back on ``trainer.args`` afterwards,
+where checkpoints (for ``resume``) and the multi-GPU launch script (which rebuilds the trainer from
+``vars(trainer.args)``) carry them.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import asdict, dataclass, fields
+
+from kdloss.schedules import SCHEDULE_KINDS
+
+FEATURE_LOSSES = ("cwd", "mgd", "mimic", "none")
+LOGIT_LOSSES = ("l1", "l2", "bckd", "none")
+
+
+@dataclass
+class DistillConfig:
+    """kdloss's keys for ``model.train(...)`` / ``kdloss distill key=value``.
+
+    The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
+    """
+
+    feature_loss: str = "cwd"  # cwd | mgd | mimic | none
+    logit_loss: str = "bckd"  # l1 | l2 | bckd | none
+    feature_layers: list[int] | None = None  # same indices in student and teacher; None: the Detect head's inputs
+    student_layers: list[int] | None = None  # or separate indices per model
+    teacher_layers: list[int] | None = None
+    feature_weight: float = 1.0
+    logit_weight: float = 1.0
+    schedule: str = "constant"  # constant | linear | cosine, per iteration over the whole run
+    schedule_final_ratio: float = 0.1
+    schedule_warmup: float = 0.0  # fraction of the run over which the distillation weights ramp up from 0
+    tau: float = 1.0  # CWD temperature
+    alpha_mgd: float = 2e-5
+    lambda_mgd: float = 0.65
+    beta: float = 1.0  # BCKD exponent of |p_t - p_s|
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def pop_from(cls, overrides: dict) -> DistillConfig:
+        """Take kdloss's keys out of ``overrides`` (in place) and return them validated."""
+        return cls.from_dict({key: overrides.pop(key) for key in cls.keys() if key in overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DistillConfig:
+        """Build from parsed or raw (CLI string) values; raise ``ValueError`` naming the bad key."""
+        config = cls(**{key: _parse(key, value) for key, value in values.items()})
+        config.validate()
+        return config
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.feature_loss not in FEATURE_LOSSES:
+            raise ValueError(f"feature_loss={self.feature_loss!r} is not one of {FEATURE_LOSSES}")
+        if self.logit_loss not in LOGIT_LOSSES:
+            raise ValueError(f"logit_loss={self.logit_loss!r} is not one of {LOGIT_LOSSES}")
+        if self.schedule not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULE_KINDS}")
+        if self.feature_layers is not None and (self.student_layers is not None or self.teacher_layers is not None):
+            raise ValueError("give feature_layers, or student_layers and teacher_layers, not both")
+        if (self.student_layers is None) != (self.teacher_layers is None):
+            raise ValueError("student_layers and teacher_layers go together: give both, or feature_layers")
+        for key in ("feature_weight", "logit_weight", "schedule_final_ratio"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("tau", "alpha_mgd", "beta"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.lambda_mgd < 1:
+            raise ValueError(f"lambda_mgd must be in [0, 1), got {self.lambda_mgd}")
+        if not 0 <= self.schedule_warmup < 1:
+            raise ValueError(f"schedule_warmup must be in [0, 1), got {self.schedule_warmup}")
+
+    def layers(self) -> tuple[list[int] | None, list[int] | None]:
+        """(student layers, teacher layers); ``None`` means the Detect head's inputs of that model."""
+        if self.feature_layers is not None:
+            return self.feature_layers, self.feature_layers
+        return self.student_layers, self.teacher_layers
+
+
+def _parse(key: str, value):
+    kind = {f.name: f.type for f in fields(DistillConfig)}[key]
+    if isinstance(value, str) and "list" in kind:
+        value = value.strip()
+        if value.lower() in {"", "none", "null"}:
+            return None
+        try:
+            value = ast.literal_eval(value if value.startswith(("[", "(")) else f"[{value}]")
+        except (ValueError, SyntaxError) as e:
+            raise ValueError(f"{key}={value!r}: expected layer indices like 15,18,21") from e
+    if "list" in kind:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) for v in value):
+            raise ValueError(f"{key}={value!r}: expected a non-empty list of layer indices like [15, 18, 21]")
+        return [int(v) for v in value]
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{key}={value!r}: expected a number") from e
+    return str(value).lower()

@@ -1,0 +1,190 @@
+"""The student/teacher pair as ultralytics trains it: a ``DistillationModel`` with kdloss's losses.
+
+Subclassing ultralytics' own ``DistillationModel`` keeps its contract: the frozen ``teacher_model``
+(excluded from the EMA and stripped from checkpoints), the learnable ``projector`` (here: kdloss's
+``DistillationLoss``, holding align convs and MGD generators) that the trainer optimises, saves and
+restores, and checkpoints that strip to the plain student.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.nn.tasks import load_checkpoint
+from ultralytics.utils import LOGGER
+
+from kdloss import BCKD, CWD, L1, L2, MGD, DistillationLoss, DistillLoss, Mimic, Schedule
+from kdloss.adapters.ultralytics.config import DistillConfig
+from kdloss.adapters.ultralytics.heads import detect_head, detection_output
+
+
+class KDDistillationModel(DistillationModel):
+    """A student distilled from a frozen teacher with kdloss feature and/or logit losses.
+
+    Args:
+        teacher_model: checkpoint path or loaded DetectionModel.
+        student_model: the DetectionModel being trained (built from yaml, loaded, or pruned), with ``args``.
+        config: which losses, layers, weights and schedule.
+
+    ``progress`` (0 → 1 over the run) drives the weight schedule; the trainer updates it every batch.
+    """
+
+    def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, config: DistillConfig):
+        if isinstance(teacher_model, (str, Path)):
+            teacher_model = load_checkpoint(teacher_model)[0]
+        check_pair(teacher_model, student_model, config)
+        super().__init__(teacher_model, student_model)
+        self.config = config
+        self.progress = 0.0
+        student_layers, teacher_layers = config.layers()
+        s_layers = resolve_layers("student", student_model, student_layers)
+        t_layers = resolve_layers("teacher", teacher_model, teacher_layers)
+        if len(s_layers) != len(t_layers):
+            raise ValueError(f"student_layers {s_layers} and teacher_layers {t_layers} differ in length")
+        self.feats_idx = [*s_layers, detect_head(student_model).i]
+        self.teacher_feats_idx = [*t_layers, detect_head(self.teacher_model).i]
+        self._register_feature_hooks()
+        s_shapes, t_shapes = self._probe_feature_shapes()
+        for level, (s, t) in enumerate(zip(s_shapes, t_shapes)):
+            if s[2:] != t[2:]:
+                raise ValueError(
+                    f"student layer {s_layers[level]} and teacher layer {t_layers[level]} give different spatial "
+                    f"sizes: {tuple(s[2:])} vs {tuple(t[2:])} (shapes {tuple(s)} vs {tuple(t)})"
+                )
+        device = next(student_model.parameters()).device
+        self.projector = build_criterion(config, [s[1] for s in s_shapes], [t[1] for t in t_shapes]).to(device)
+        LOGGER.info(
+            f"kdloss: distilling student layers {s_layers} from teacher layers {t_layers} with "
+            f"feature_loss={config.feature_loss}, logit_loss={config.logit_loss}"
+        )
+
+    def _probe_feature_shapes(self) -> tuple[list[torch.Size], list[torch.Size]]:
+        """One dummy forward through both models to read each chosen layer's output shape."""
+        n = len(self.feats_idx) - 1
+        imgsz = self.student_model.args.imgsz
+        imgsz = imgsz if isinstance(imgsz, int) else max(imgsz)
+        ch = self.student_model.yaml.get("channels", 3)
+        device = next(self.student_model.parameters()).device
+        was_training = self.student_model.training
+        self.student_model.eval()
+        with torch.no_grad():
+            im = torch.zeros(1, ch, imgsz, imgsz, device=device)
+            self.teacher_model(im)
+            self.student_model(im)
+        self.student_model.train(was_training)
+        shapes = []
+        for side, feats, layers in (("student", self._student_feats, self.feats_idx),
+                                    ("teacher", self._teacher_feats, self.teacher_feats_idx)):
+            side_shapes = []
+            for level in range(n):
+                out = feats[level]
+                if not isinstance(out, torch.Tensor) or out.dim() != 4:
+                    raise ValueError(f"{side} layer {layers[level]} ({type(out).__name__}) does not output an "
+                                     "(N, C, H, W) feature map; choose neck layers such as the Detect head's inputs")
+                side_shapes.append(out.shape)
+            shapes.append(side_shapes)
+        self._student_feats.clear()
+        self._teacher_feats.clear()
+        return shapes[0], shapes[1]
+
+    def loss(self, batch: dict, preds=None):
+        """Detection loss of the student plus the distillation losses.
+
+        Returns ``(loss_vector, loss_items)``: ``loss_vector`` is the student's ``[box, cls, dfl]`` times batch
+        size followed by the distillation total times batch size; ``loss_items`` adds one detached entry per
+        distillation term (e.g. ``cwd``, ``bckd_cls``, ``bckd_box``), which ultralytics shows as columns.
+        In eval mode the distillation terms are zeros with the same keys.
+        """
+        if not self.training:
+            if preds is None:
+                preds = self.student_model(batch["img"])
+            regular, items = self.student_model.loss(batch, preds)
+            zero = torch.zeros(1, device=batch["img"].device)
+            items.update({key: zero[0] for key in self.projector.part_keys()})
+            return torch.cat([regular, zero]), items
+
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        with torch.no_grad():
+            self.teacher_model(batch["img"])
+        preds = self.student_model(batch["img"])
+        regular, items = self.student_model.loss(batch, preds)
+        total, parts = self.projector(self._criterion_inputs(), progress=self.progress)
+        items.update(parts)
+        self._teacher_feats.clear()
+        self._student_feats.clear()
+        return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
+
+    def _criterion_inputs(self) -> dict:
+        n = len(self.feats_idx) - 1
+        inputs = {}
+        if self.config.feature_loss != "none":
+            inputs[self.config.feature_loss] = (
+                [self._student_feats[i] for i in range(n)],
+                [self._teacher_feats[i] for i in range(n)],
+            )
+        if self.config.logit_loss != "none":
+            inputs[self.config.logit_loss] = (
+                detection_output(self._student_feats[n], detect_head(self.student_model)),
+                detection_output(self._teacher_feats[n], detect_head(self.teacher_model)),
+            )
+        return inputs
+
+
+def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) -> None:
+    """Errors that would otherwise surface as shape mismatches deep inside a loss."""
+    s_head, t_head = detect_head(student), detect_head(teacher)
+    if config.logit_loss == "none":
+        return
+    if s_head.nc != t_head.nc:
+        raise ValueError(f"teacher predicts {t_head.nc} classes but the student {s_head.nc}: logit_loss="
+                         f"{config.logit_loss} needs the same classes (train the teacher on the same data)")
+    if s_head.nl != t_head.nl or not torch.equal(s_head.stride.cpu(), t_head.stride.cpu()):
+        raise ValueError(f"teacher Detect levels (strides {t_head.stride.tolist()}) differ from the student's "
+                         f"({s_head.stride.tolist()}): logit_loss={config.logit_loss} needs the same anchors")
+    if s_head.reg_max != t_head.reg_max:
+        raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max}: "
+                         f"logit_loss={config.logit_loss} compares box distributions bin by bin")
+
+
+def resolve_layers(side: str, model: nn.Module, layers: list[int] | None) -> list[int]:
+    """The chosen feature layers, defaulting to the Detect head's inputs; clear errors for bad indices."""
+    head = detect_head(model)
+    if layers is None:
+        return list(head.f)
+    count = len(model.model)
+    for index in layers:
+        if not 0 <= index < head.i:
+            raise ValueError(f"{side} layer {index} is out of range: the {side} has layers 0..{count - 1} and its "
+                             f"Detect head is layer {head.i}; choose layers before it (default {list(head.f)})")
+    return list(layers)
+
+
+def build_criterion(
+    config: DistillConfig, student_channels: list[int], teacher_channels: list[int]
+) -> DistillationLoss:
+    """kdloss losses, weights and schedule for ``config``; the feature loss aligns channels per level."""
+    losses: dict[str, DistillLoss] = {}
+    weights: dict[str, float] = {}
+    if config.feature_loss == "cwd":
+        losses["cwd"] = CWD(tau=config.tau, student_channels=student_channels, teacher_channels=teacher_channels)
+    elif config.feature_loss == "mimic":
+        losses["mimic"] = Mimic(student_channels=student_channels, teacher_channels=teacher_channels)
+    elif config.feature_loss == "mgd":
+        losses["mgd"] = MGD(student_channels, teacher_channels, alpha_mgd=config.alpha_mgd,
+                            lambda_mgd=config.lambda_mgd)
+    if config.feature_loss != "none":
+        weights[config.feature_loss] = config.feature_weight
+    if config.logit_loss == "bckd":
+        losses["bckd"] = BCKD(beta=config.beta)
+    elif config.logit_loss in ("l1", "l2"):
+        losses[config.logit_loss] = L1() if config.logit_loss == "l1" else L2()
+    if config.logit_loss != "none":
+        weights[config.logit_loss] = config.logit_weight
+    if not losses:
+        raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")
+    schedule = Schedule(config.schedule, final_ratio=config.schedule_final_ratio, warmup=config.schedule_warmup)
+    return DistillationLoss(losses, weights=weights, schedules=dict.fromkeys(losses, schedule))

@@ -1,0 +1,106 @@
+"""``DetectionTrainer`` that trains a :class:`KDDistillationModel` instead of the bare student."""
+
+from __future__ import annotations
+
+from copy import copy, deepcopy
+
+from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+from ultralytics.nn.tasks import load_checkpoint
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
+from ultralytics.utils.torch_utils import unwrap_model
+
+from kdloss.adapters.ultralytics.config import DistillConfig
+from kdloss.adapters.ultralytics.model import KDDistillationModel
+
+
+class DistillationTrainer(DetectionTrainer):
+    """Pass as ``model.train(trainer=DistillationTrainer, distill_model="teacher.pt", feature_loss="cwd", ...)``.
+
+    kdloss's keys (:class:`DistillConfig`) are taken out of the overrides before ultralytics validates them
+    and set back on ``self.args`` so that checkpoints and the DDP launch script carry them. A loaded or
+    pruned student is trained as it is, never rebuilt from its yaml.
+    """
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks=None):
+        overrides = dict(overrides or {})
+        if "teacher" in overrides:
+            teacher = overrides.pop("teacher")
+            if overrides.get("distill_model") not in (None, teacher):
+                raise ValueError("give the teacher once: teacher= and distill_model= differ")
+            overrides["distill_model"] = teacher
+        given = {key: overrides[key] for key in DistillConfig.keys() if key in overrides}
+        config = DistillConfig.pop_from(overrides)
+        super().__init__(cfg, overrides, _callbacks)
+        if self.resume:  # the checkpoint's settings win, as for every other ultralytics argument
+            saved = {key: getattr(self.args, key) for key in DistillConfig.keys() if hasattr(self.args, key)}
+            changed = [key for key, value in given.items() if saved.get(key, value) != getattr(config, key)]
+            if changed:
+                LOGGER.warning(f"kdloss: resume keeps the checkpoint's {changed}; start a new run to change them")
+            config = DistillConfig.from_dict(saved)
+        if not self.args.distill_model:
+            raise ValueError("no teacher: pass teacher=path/to/teacher.pt (or distill_model=...)")
+        self.distill_config = config
+        for key, value in config.as_dict().items():
+            setattr(self.args, key, value)
+        self.add_callback("on_train_epoch_start", _reset_batch_counter)
+        self.add_callback("on_train_batch_start", _update_progress)
+
+    def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        """A student loaded from a checkpoint is trained as it is (pruned channels included)."""
+        if weights is not None and _same_classes(weights, self.data):
+            model = deepcopy(weights).float()
+            for p in model.parameters():
+                p.requires_grad_(True)
+            if verbose and RANK in {-1, 0}:
+                count = sum(p.numel() for p in model.parameters())
+                LOGGER.info(f"kdloss: training the loaded student as it is ({count:,} parameters)")
+            return self.set_model_names_for_load(model)
+        return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+    def setup_model(self):
+        """On resume, rebuild the kdloss model from the checkpoint (student as saved, trained projector)."""
+        if self.resume and str(self.model).endswith(".pt"):
+            weights, ckpt = load_checkpoint(self.model)
+            if isinstance(weights, KDDistillationModel):
+                student = self.get_model(weights=weights.student_model, verbose=RANK in {-1, 0})
+                student.args = self.args
+                teacher = weights.teacher_model if weights.teacher_model is not None else self.args.distill_model
+                model = KDDistillationModel(teacher, student, self.distill_config)
+                model.projector.load_state_dict(weights.projector.state_dict())
+                model.criterion = None
+                self.model = model
+                return ckpt
+        return super().setup_model()
+
+    def get_validator(self):
+        """ultralytics' validator re-validates its args: give it them without kdloss's keys."""
+        args = copy(self.args)
+        for key in DistillConfig.keys():
+            args.__dict__.pop(key, None)
+        return DetectionValidator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
+
+    def set_model_attributes(self):
+        """Set names/nc/args on the student, then wrap it with the teacher (once)."""
+        model = self.model
+        student = model.student_model if isinstance(model, KDDistillationModel) else model
+        for m in {id(student): student, id(model): model}.values():
+            m.nc, m.names, m.args = self.data["nc"], self.data["names"], self.args
+        if not isinstance(model, KDDistillationModel):
+            self.model = KDDistillationModel(self.args.distill_model, student, self.distill_config)
+
+
+def _same_classes(weights, data: dict) -> bool:
+    names = getattr(weights, "names", None)
+    return getattr(weights, "nc", None) == data["nc"] or (names is not None and len(names) == data["nc"])
+
+
+def _reset_batch_counter(trainer) -> None:
+    trainer._kd_batch = 0
+
+
+def _update_progress(trainer) -> None:
+    """Schedule position: (epoch + batch / batches) / epochs, so resume continues where it stopped."""
+    batches = max(len(trainer.train_loader), 1)
+    i = getattr(trainer, "_kd_batch", 0)
+    unwrap_model(trainer.model).progress = min((trainer.epoch + i / batches) / max(trainer.epochs, 1), 1.0)
+    trainer._kd_batch = i + 1
