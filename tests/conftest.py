@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# ultralytics reads these at import: no downloads, no pip installs, settings in a throwaway folder.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="kdloss-yolo-cfg-"))
+
 import torch
 
 from kdloss import DetectionOutput

@@ -9,7 +9,7 @@ where checkpoints (for ``resume``) and the multi-GPU launch script (which rebuil
 from __future__ import annotations
 
 import ast
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from kdloss.schedules import SCHEDULE_KINDS
 
@@ -24,20 +24,21 @@ class DistillConfig:
     The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
     """
 
-    feature_loss: str = "cwd"  # cwd | mgd | mimic | none
-    logit_loss: str = "bckd"  # l1 | l2 | bckd | none
-    feature_layers: list[int] | None = None  # same indices in student and teacher; None: the Detect head's inputs
-    student_layers: list[int] | None = None  # or separate indices per model
-    teacher_layers: list[int] | None = None
-    feature_weight: float = 1.0
-    logit_weight: float = 1.0
-    schedule: str = "constant"  # constant | linear | cosine, per iteration over the whole run
-    schedule_final_ratio: float = 0.1
-    schedule_warmup: float = 0.0  # fraction of the run over which the distillation weights ramp up from 0
-    tau: float = 1.0  # CWD temperature
-    alpha_mgd: float = 2e-5
-    lambda_mgd: float = 0.65
-    beta: float = 1.0  # BCKD exponent of |p_t - p_s|
+    feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | none"})
+    logit_loss: str = field(default="bckd", metadata={"help": "bckd | l1 | l2 | none"})
+    feature_layers: list[int] | None = field(
+        default=None, metadata={"help": "layer indices in both models (default: the Detect head's inputs)"})
+    student_layers: list[int] | None = field(default=None, metadata={"help": "or: student layer indices"})
+    teacher_layers: list[int] | None = field(default=None, metadata={"help": "   with teacher layer indices"})
+    feature_weight: float = field(default=1.0, metadata={"help": "weight of the feature loss"})
+    logit_weight: float = field(default=1.0, metadata={"help": "weight of the logit loss"})
+    schedule: str = field(default="constant", metadata={"help": "constant | linear | cosine weight schedule"})
+    schedule_final_ratio: float = field(default=0.1, metadata={"help": "linear/cosine: weight ratio at the end"})
+    schedule_warmup: float = field(default=0.0, metadata={"help": "fraction of the run ramping weights from 0"})
+    tau: float = field(default=1.0, metadata={"help": "CWD softmax temperature"})
+    alpha_mgd: float = field(default=2e-5, metadata={"help": "MGD loss scale"})
+    lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
+    beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -36,14 +36,18 @@ class KDDistillationModel(DistillationModel):
         if isinstance(teacher_model, (str, Path)):
             teacher_model = load_checkpoint(teacher_model)[0]
         check_pair(teacher_model, student_model, config)
-        super().__init__(teacher_model, student_model)
-        self.config = config
-        self.progress = 0.0
         student_layers, teacher_layers = config.layers()
         s_layers = resolve_layers("student", student_model, student_layers)
         t_layers = resolve_layers("teacher", teacher_model, teacher_layers)
         if len(s_layers) != len(t_layers):
             raise ValueError(f"student_layers {s_layers} and teacher_layers {t_layers} differ in length")
+        s_levels, t_levels = detect_head(student_model).nl, detect_head(teacher_model).nl
+        if s_levels != t_levels:
+            raise ValueError(f"teacher Detect head has {t_levels} levels, the student's {s_levels}: ultralytics' "
+                             "DistillationModel needs the same count")
+        super().__init__(teacher_model, student_model)
+        self.config = config
+        self.progress = 0.0
         self.feats_idx = [*s_layers, detect_head(student_model).i]
         self.teacher_feats_idx = [*t_layers, detect_head(self.teacher_model).i]
         self._register_feature_hooks()

@@ -1,0 +1,95 @@
+"""The ``kdloss`` command, in ultralytics' ``key=value`` style.
+
+    kdloss distill student=yolov8n.yaml teacher=runs/detect/teacher/weights/best.pt data=data.yaml \\
+        feature_loss=cwd logit_loss=bckd epochs=100
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import fields
+
+USAGE = """usage: kdloss COMMAND key=value ...
+
+commands:
+  distill   train a student while distilling from a teacher (all ultralytics train keys work)
+            kdloss distill student=yolov8n.yaml teacher=teacher.pt data=data.yaml feature_loss=cwd logit_loss=bckd
+  help      this text (also: kdloss --help)
+
+distill keys:
+  student=PATH      model yaml, .pt checkpoint, or pruned-model checkpoint (trained as loaded)   [required]
+  teacher=PATH      teacher .pt checkpoint, same classes as the data                            [required]
+  data=PATH         dataset yaml                                                                [required]
+{kd_keys}
+  ...and every `yolo train` key: epochs, imgsz, batch, device, amp, resume, project, name, ...
+"""
+
+
+def _kd_help() -> str:
+    from kdloss.adapters.ultralytics.config import DistillConfig
+
+    lines = []
+    for f in fields(DistillConfig):
+        lines.append(f"  {f.name + '=' + str(f.default):<28}  {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def parse_pairs(args: list[str], allowed: set[str]) -> dict:
+    """``key=value`` words into a dict, values parsed as ultralytics does; unknown keys raise with suggestions."""
+    from ultralytics.cfg import parse_key_value_pair
+
+    out = {}
+    for word in args:
+        if "=" not in word:
+            raise ValueError(f"'{word}' is not key=value; see `kdloss --help`")
+        key, value = parse_key_value_pair(word)
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"'{key}' is not a valid kdloss distill key.{hint} See `kdloss --help`.")
+        out[key] = value
+    return out
+
+
+def distill_command(args: list[str]):
+    from ultralytics.utils import DEFAULT_CFG_KEYS
+
+    from kdloss.adapters.ultralytics import DistillConfig, distill
+
+    allowed = set(DEFAULT_CFG_KEYS) | set(DistillConfig.keys()) | {"student", "teacher"}
+    allowed -= {"model", "mode", "task"}
+    pairs = parse_pairs(args, allowed)
+    missing = [key for key in ("student", "teacher", "data") if key not in pairs and not pairs.get("resume")]
+    if missing:
+        raise ValueError(f"kdloss distill needs {', '.join(k + '=...' for k in missing)}; see `kdloss --help`")
+    student = pairs.pop("student", None)
+    teacher = pairs.pop("teacher", None)
+    if pairs.get("resume") and student is None:
+        student = pairs["resume"] if isinstance(pairs["resume"], str) else None
+        if student is None:
+            raise ValueError("kdloss distill resume=... needs the run's last.pt: resume=path/to/last.pt")
+    return distill(student=student, teacher=teacher, **pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE.format(kd_keys=_kd_help()))
+        return 0
+    command, rest = argv[0], argv[1:]
+    commands = {"distill": distill_command}
+    if command not in commands:
+        print(f"kdloss: unknown command '{command}'. Commands: {', '.join(commands)}. See `kdloss --help`.",
+              file=sys.stderr)
+        return 2
+    try:
+        commands[command](rest)
+    except ValueError as e:
+        print(f"kdloss {command}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Adapter pieces without training: config parsing, head mapping, model construction errors, DDP args."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import DEFAULT_CFG_DICT
+from ultralytics.utils.tal import make_anchors
+
+from kdloss import BCKD, CWD, MGD, Mimic
+from kdloss.adapters.ultralytics import DistillConfig, KDDistillationModel
+from kdloss.adapters.ultralytics.heads import detect_head, detection_output
+from kdloss.adapters.ultralytics.model import build_criterion
+from kdloss.adapters.ultralytics.trainer import _update_progress
+
+
+def student(yaml="yolov8n.yaml", nc=6, imgsz=64):
+    model = DetectionModel(yaml, nc=nc, verbose=False)
+    model.args = get_cfg(overrides={"imgsz": imgsz})
+    return model
+
+
+def test_config_parses_cli_strings():
+    config = DistillConfig.from_dict({"feature_layers": "15,18,21", "tau": "2", "schedule": "Cosine"})
+    assert config.feature_layers == [15, 18, 21] and config.tau == 2.0 and config.schedule == "cosine"
+    assert DistillConfig.from_dict({"student_layers": (4, 6), "teacher_layers": "[4, 6]"}).layers() == ([4, 6], [4, 6])
+    assert DistillConfig.from_dict({"feature_layers": "none"}).feature_layers is None
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'none'\)"),
+    ({"logit_loss": "kl"}, "logit_loss='kl' is not one of"),
+    ({"schedule": "step"}, "schedule='step' is not one of"),
+    ({"feature_layers": [1], "student_layers": [1], "teacher_layers": [1]}, "not both"),
+    ({"student_layers": [1]}, "go together"),
+    ({"feature_layers": "a,b"}, "expected layer indices"),
+    ({"tau": "hot"}, "tau='hot': expected a number"),
+    ({"tau": 0}, "tau must be > 0"),
+    ({"lambda_mgd": 1.0}, r"lambda_mgd must be in \[0, 1\)"),
+])
+def test_config_rejects_bad_values(values, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig.from_dict(values)
+
+
+def test_pop_from_leaves_ultralytics_keys():
+    overrides = {"epochs": 3, "feature_loss": "mgd", "tau": 2.0}
+    config = DistillConfig.pop_from(overrides)
+    assert overrides == {"epochs": 3} and config.feature_loss == "mgd" and config.tau == 2.0
+
+
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"])
+def test_detection_output_matches_head_layout(yaml):
+    model = student(yaml)
+    head = detect_head(model)
+    model.train()
+    preds = model(torch.randn(2, 3, 64, 64))
+    out = detection_output(preds, head)
+    raw = preds["one2many"] if "one2many" in preds else preds  # end-to-end heads: the one-to-many branch
+    a = raw["scores"].shape[-1]
+    assert out.cls.shape == (2, a, 6) and out.box.shape == (2, a, 4, head.reg_max)
+    torch.testing.assert_close(out.cls, raw["scores"].transpose(1, 2))
+    # box channels are side-major (4 × reg_max), as ultralytics' DFL reads them
+    torch.testing.assert_close(out.box[:, 5, 2, :], raw["boxes"][:, 2 * head.reg_max:3 * head.reg_max, 5])
+    anchors, strides = make_anchors(raw["feats"], head.stride, 0.5)
+    torch.testing.assert_close(out.anchors, anchors)
+    torch.testing.assert_close(out.strides, strides[:, 0])
+
+
+def test_detection_output_from_older_list_format():
+    model = student()
+    head = detect_head(model)
+    model.train()
+    preds = model(torch.randn(2, 3, 64, 64))
+    old = [torch.cat((b.view(2, -1, *f.shape[2:]), s.view(2, -1, *f.shape[2:])), 1) for b, s, f in zip(
+        preds["boxes"].split([f.shape[2] * f.shape[3] for f in preds["feats"]], -1),
+        preds["scores"].split([f.shape[2] * f.shape[3] for f in preds["feats"]], -1),
+        preds["feats"])]
+    new_out, old_out = detection_output(preds, head), detection_output(old, head)
+    torch.testing.assert_close(old_out.cls, new_out.cls)
+    torch.testing.assert_close(old_out.box, new_out.box)
+
+
+def test_build_criterion_picks_losses_weights_and_align():
+    config = DistillConfig.from_dict({"feature_loss": "cwd", "logit_loss": "bckd", "feature_weight": 2.0,
+                                      "logit_weight": 0.5, "schedule": "linear", "schedule_final_ratio": 0.0})
+    criterion = build_criterion(config, [64, 128, 256], [128, 256, 512])
+    assert isinstance(criterion.losses["cwd"], CWD) and isinstance(criterion.losses["bckd"], BCKD)
+    assert len(criterion.losses["cwd"].align.convs) == 3
+    assert criterion.factors(0.5) == {"cwd": 1.0, "bckd": 0.25}
+    assert isinstance(build_criterion(DistillConfig(feature_loss="mgd", logit_loss="none"), [8], [16]).losses["mgd"],
+                      MGD)
+    assert isinstance(build_criterion(DistillConfig(feature_loss="mimic"), [8], [8]).losses["mimic"], Mimic)
+    with pytest.raises(ValueError, match="nothing to distill"):
+        build_criterion(DistillConfig(feature_loss="none", logit_loss="none"), [8], [8])
+
+
+def test_model_uses_detect_inputs_by_default_and_aligns_channels():
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    assert model.feats_idx == [15, 18, 21, 22] and model.teacher_feats_idx == [15, 18, 21, 22]
+    assert model.projector.losses["cwd"].align.channels == [(64, 128), (128, 256), (256, 512)]
+    assert not model.teacher_model.training and not any(p.requires_grad for p in model.teacher_model.parameters())
+
+
+def test_model_loss_returns_detection_and_distillation_terms():
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    model.train()
+    loss, items = model.loss(batch)
+    assert loss.shape == (4,) and list(items)[-3:] == ["cwd", "bckd_cls", "bckd_box"]
+    loss.sum().backward()
+    assert model.projector.losses["cwd"].align.convs[0].weight.grad is not None
+    assert all(p.grad is None for p in model.teacher_model.parameters())
+    model.eval()
+    loss, eval_items = model.loss(batch)
+    assert list(eval_items) == list(items) and eval_items["cwd"] == 0 and loss[-1] == 0
+
+
+def test_error_class_count_mismatch():
+    with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 6: logit_loss=bckd"):
+        KDDistillationModel(student(nc=3), student(nc=6), DistillConfig())
+    KDDistillationModel(student(nc=3), student(nc=6), DistillConfig(logit_loss="none"))  # features only: fine
+
+
+def test_error_level_count_mismatch():
+    with pytest.raises(ValueError, match=r"teacher Detect levels \(strides \[4.0, 8.0, 16.0, 32.0\]\) differ"):
+        KDDistillationModel(student("yolov8n-p2.yaml"), student(), DistillConfig())
+    with pytest.raises(ValueError, match=r"student_layers \[15, 18, 21\] and teacher_layers \[18, 21, 24, 27\]"):
+        KDDistillationModel(student("yolov8n-p2.yaml"), student(), DistillConfig(logit_loss="none"))
+    with pytest.raises(ValueError, match="teacher Detect head has 4 levels, the student's 3"):
+        config = DistillConfig(logit_loss="none", student_layers=[15, 18, 21], teacher_layers=[18, 21, 24])
+        KDDistillationModel(student("yolov8n-p2.yaml"), student(), config)
+
+
+def test_error_layer_out_of_range():
+    with pytest.raises(ValueError, match=r"student layer 99 is out of range: the student has layers 0..22 and its "
+                                         r"Detect head is layer 22"):
+        KDDistillationModel(student(), student(), DistillConfig(feature_layers=[15, 18, 99]))
+
+
+def test_error_spatial_mismatch_names_layers():
+    config = DistillConfig(student_layers=[15, 18, 21], teacher_layers=[18, 15, 21])
+    with pytest.raises(ValueError, match=r"student layer 15 and teacher layer 18 give different spatial sizes: "
+                                         r"\(8, 8\) vs \(4, 4\)"):
+        KDDistillationModel(student(), student(), config)
+
+
+def test_progress_follows_epoch_and_batch():
+    class FakeTrainer:
+        epoch, epochs, train_loader = 1, 4, range(10)
+        model = KDDistillationModel(student(), student(), DistillConfig())
+
+    trainer = FakeTrainer()
+    trainer._kd_batch = 5
+    _update_progress(trainer)
+    assert trainer.model.progress == pytest.approx((1 + 5 / 10) / 4) and trainer._kd_batch == 6
+
+
+def test_ddp_script_rebuilds_the_same_config(tmp_path):
+    """ultralytics' multi-GPU launch rebuilds the trainer from vars(trainer.args): our keys must survive."""
+    from kdloss.adapters.ultralytics import DistillationTrainer
+
+    overrides = {"model": "yolov8n.yaml", "data": "coco8.yaml", "teacher": "t.pt", "feature_loss": "mgd",
+                 "feature_layers": [15, 18], "tau": 3.0, "project": str(tmp_path), "name": "ddp"}
+    trainer = _init_without_dataset(DistillationTrainer, overrides)
+    cfg = {**DEFAULT_CFG_DICT, "save_dir": ""}
+    rebuilt = _init_without_dataset(DistillationTrainer, vars(trainer.args), cfg=cfg)
+    assert rebuilt.distill_config == trainer.distill_config
+    assert rebuilt.distill_config.feature_loss == "mgd" and rebuilt.distill_config.feature_layers == [15, 18]
+    assert rebuilt.args.distill_model == "t.pt"
+
+
+def _init_without_dataset(cls, overrides, cfg=None):
+    """Build the trainer without resolving the dataset (which would download coco8)."""
+    from unittest import mock
+
+    from ultralytics.cfg import DEFAULT_CFG
+
+    with mock.patch.object(cls, "get_dataset", lambda self: {"nc": 80, "names": {}, "channels": 3}):
+        return cls(cfg=cfg or DEFAULT_CFG, overrides=dict(overrides))
