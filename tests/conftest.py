@@ -12,6 +12,10 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="kdloss-yolo-cf
 
 import torch
 
+# Triton kernels run on CPU tensors through Triton's interpreter when there is no GPU (read at import).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from kdloss import DetectionOutput
 
 

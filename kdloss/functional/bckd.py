@@ -10,6 +10,9 @@ from torch import Tensor
 
 from kdloss._checks import check_positive, compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair, decode_dfl_boxes, generalized_iou
+from kdloss.ops import resolve_impl
+from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.bckd import bckd_terms_fused
 
 
 class BCKDParts(NamedTuple):
@@ -27,6 +30,7 @@ def bckd_parts(
     box_weight: float = 4.0,
     beta: float = 1.0,
     avg_factor: float | Tensor | None = None,
+    impl: str = "auto",
     check_finite: bool = False,
 ) -> BCKDParts:
     """BCKD's classification and localisation terms.
@@ -51,25 +55,35 @@ def bckd_parts(
         :class:`BCKDParts` of two scalar tensors (float32, or float64 for float64 inputs).
     """
     check_positive("BCKD", "beta", beta)
+    terms = TERMS_IMPLS[resolve_impl("BCKD", impl)]
     check_detection_pair("BCKD", student, teacher, need_anchors=True, check_finite=check_finite)
     if student.cls.numel() == 0:
         zero = zero_loss(student.cls, student.box)
         return BCKDParts(zero, zero)
-    dtype = compute_dtype(student.cls)
-    s_logits = student.cls.to(dtype)
-    with torch.no_grad():
-        p_t = teacher.cls.detach().to(dtype).sigmoid()
-        gap = (p_t - s_logits.sigmoid()).abs()
-        avg_factor = _resolve_avg_factor(avg_factor, p_t)
-    bce = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")
-    cls_loss = (bce * gap.pow(beta)).sum() * cls_weight / avg_factor
+    cls_sum, box_sum, soft_count = terms(student.cls, teacher.cls, student.box, teacher.box, student.anchors,
+                                         student.strides, beta)
+    norm = _resolve_avg_factor(avg_factor, soft_count)
+    return BCKDParts(cls_sum * (cls_weight / norm), box_sum * (box_weight / norm))
 
-    box_s = decode_dfl_boxes(student.box.to(dtype), student.anchors, student.strides)
+
+def bckd_terms(student_cls: Tensor, teacher_cls: Tensor, student_box: Tensor, teacher_box: Tensor,
+               anchors: Tensor, strides: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Un-normalised BCKD sums on validated, non-empty inputs: (class term, box term, ``Σ_{b,a} max_c p_t``).
+
+    The reference for the fused and compiled builds; see :func:`bckd_parts` for the formulas.
+    """
+    dtype = compute_dtype(student_cls)
+    s_logits = student_cls.to(dtype)
     with torch.no_grad():
-        box_t = decode_dfl_boxes(teacher.box.detach().to(dtype), teacher.anchors, teacher.strides)
-    giou = generalized_iou(box_s, box_t)
-    box_loss = (gap.amax(-1) * (1.0 - giou)).sum() * box_weight / avg_factor
-    return BCKDParts(cls_loss, box_loss)
+        p_t = teacher_cls.detach().to(dtype).sigmoid()
+        gap = (p_t - s_logits.sigmoid()).abs()
+    bce = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")
+    cls_sum = (bce * gap.pow(beta)).sum()
+    box_s = decode_dfl_boxes(student_box.to(dtype), anchors, strides)
+    with torch.no_grad():
+        box_t = decode_dfl_boxes(teacher_box.detach().to(dtype), anchors, strides)
+    box_sum = (gap.amax(-1) * (1.0 - generalized_iou(box_s, box_t))).sum()
+    return cls_sum, box_sum, p_t.amax(-1).sum()
 
 
 def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor:
@@ -78,10 +92,13 @@ def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor
     return parts.cls + parts.box
 
 
-def _resolve_avg_factor(avg_factor: float | Tensor | None, p_t: Tensor) -> Tensor:
+def _resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor) -> Tensor:
     if avg_factor is None:
-        return p_t.amax(-1).sum().clamp(min=1.0)
-    value = torch.as_tensor(avg_factor, dtype=p_t.dtype, device=p_t.device).detach()
+        return soft_count.detach().clamp(min=1.0)
+    value = torch.as_tensor(avg_factor, dtype=soft_count.dtype, device=soft_count.device).detach()
     if value.numel() != 1 or not bool(value > 0):
         raise ValueError(f"BCKD: avg_factor must be a positive scalar, got {avg_factor}")
     return value
+
+
+TERMS_IMPLS = {"eager": bckd_terms, "fused": bckd_terms_fused, "compile": LazyCompiled(bckd_terms)}

@@ -6,33 +6,44 @@ from torch import Tensor
 
 from kdloss._checks import compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair
+from kdloss.ops import resolve_impl
+from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.errors import error_sum_fused
 
 
-def l1(student: DetectionOutput, teacher: DetectionOutput, *, check_finite: bool = False) -> Tensor:
+def l1(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto", check_finite: bool = False) -> Tensor:
     """Mean absolute difference of all raw outputs (class and DFL box logits together).
 
     ``loss = (Σ|s.cls − t.cls| + Σ|s.box − t.box|) / (B·A·(nc + 4·reg_max))``; the teacher is a constant.
+    ``impl``: ``"eager"``, ``"fused"`` (one-pass error sums, :mod:`kdloss.ops.errors`), ``"compile"``, ``"auto"``.
     """
     check_detection_pair("L1", student, teacher, check_finite=check_finite)
-    return _mean_over_outputs(student, teacher, power=1)
+    return _mean_over_outputs(student, teacher, 1, resolve_impl("L1", impl))
 
 
-def l2(student: DetectionOutput, teacher: DetectionOutput, *, check_finite: bool = False) -> Tensor:
+def l2(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto", check_finite: bool = False) -> Tensor:
     """Mean squared difference of all raw outputs (class and DFL box logits together).
 
     ``loss = (Σ(s.cls − t.cls)² + Σ(s.box − t.box)²) / (B·A·(nc + 4·reg_max))``; the teacher is a constant.
+    ``impl``: as for :func:`l1`.
     """
     check_detection_pair("L2", student, teacher, check_finite=check_finite)
-    return _mean_over_outputs(student, teacher, power=2)
+    return _mean_over_outputs(student, teacher, 2, resolve_impl("L2", impl))
 
 
-def _mean_over_outputs(student: DetectionOutput, teacher: DetectionOutput, power: int) -> Tensor:
+def _mean_over_outputs(student: DetectionOutput, teacher: DetectionOutput, power: int, impl: str) -> Tensor:
     count = student.cls.numel() + student.box.numel()
     if count == 0:
         return zero_loss(student.cls, student.box)
-    dtype = compute_dtype(student.cls)
-    total = 0.0
-    for s, t in ((student.cls, teacher.cls), (student.box, teacher.box)):
-        diff = s.to(dtype) - t.detach().to(dtype)
-        total = total + (diff.abs() if power == 1 else diff.square()).sum()
-    return total / count
+    error_sum = ERROR_SUM_IMPLS[impl]
+    return (error_sum(student.cls, teacher.cls, power) + error_sum(student.box, teacher.box, power)) / count
+
+
+def error_sum(student: Tensor, teacher: Tensor, power: int) -> Tensor:
+    """``Σ |s − t|^power`` (power 1 or 2), computed in float32 (float64 stays); the teacher is a constant."""
+    dtype = compute_dtype(student)
+    diff = student.to(dtype) - teacher.detach().to(dtype)
+    return (diff.abs() if power == 1 else diff.square()).sum()
+
+
+ERROR_SUM_IMPLS = {"eager": error_sum, "fused": error_sum_fused, "compile": LazyCompiled(error_sum)}

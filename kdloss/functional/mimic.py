@@ -5,9 +5,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from kdloss._checks import FeatureLevels, compute_dtype, feature_levels, zero_loss
+from kdloss.ops import resolve_impl
+from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.errors import error_sum_fused
 
 
-def mimic(student: FeatureLevels, teacher: FeatureLevels, *, check_finite: bool = False) -> Tensor:
+def mimic(student: FeatureLevels, teacher: FeatureLevels, *, impl: str = "auto", check_finite: bool = False) -> Tensor:
     """Mean squared error between student and teacher feature maps, summed over levels.
 
     Per level: ``loss = 1 / (N·C·H·W) · Σ (s − t)²``.
@@ -15,18 +18,25 @@ def mimic(student: FeatureLevels, teacher: FeatureLevels, *, check_finite: bool 
     Args:
         student: ``(N, C, H, W)`` float tensor, or a sequence of them (one per level).
         teacher: same shapes as ``student``; treated as a constant.
+        impl: ``"eager"``, ``"fused"`` (one-pass error sum, :mod:`kdloss.ops.errors`), ``"compile"`` or ``"auto"``.
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
+    level = LEVEL_IMPLS[resolve_impl("Mimic", impl)]
     s_levels, t_levels = feature_levels("Mimic", student, teacher, check_finite=check_finite)
-    return sum(mimic_level(s, t) for s, t in zip(s_levels, t_levels))
+    return sum(level(s, t) if s.numel() else zero_loss(s) for s, t in zip(s_levels, t_levels))
 
 
 def mimic_level(student: Tensor, teacher: Tensor) -> Tensor:
-    """One level of :func:`mimic` on validated tensors."""
-    if student.numel() == 0:
-        return zero_loss(student)
+    """One level of :func:`mimic` on validated, non-empty tensors."""
     dtype = compute_dtype(student)
     return (student.to(dtype) - teacher.detach().to(dtype)).square().mean()
+
+
+def mimic_level_fused(student: Tensor, teacher: Tensor) -> Tensor:
+    return error_sum_fused(student, teacher, power=2) / student.numel()
+
+
+LEVEL_IMPLS = {"eager": mimic_level, "fused": mimic_level_fused, "compile": LazyCompiled(mimic_level)}

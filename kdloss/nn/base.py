@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from kdloss.ops import resolve_impl
+
 
 class DistillLoss(nn.Module):
     """Base of all kdloss modules. ``forward(student, teacher, ...)`` returns a scalar tensor.
@@ -11,17 +13,22 @@ class DistillLoss(nn.Module):
     ``parts(...)`` takes the same arguments and returns the named terms whose sum is ``forward``'s
     result, keyed by ``part_names`` (one term ``{"loss": ...}`` unless the loss has several, like BCKD's
     ``cls`` and ``box``).
+
+    ``impl`` picks the implementation (``"auto"``, ``"eager"``, ``"fused"``, ``"compile"``; all give the same
+    numbers, see :mod:`kdloss.ops`); ``check_finite`` raises on NaN/inf inputs.
     """
 
     part_names: tuple[str, ...] = ("loss",)
 
-    def __init__(self, loss_weight: float = 1.0, check_finite: bool = False):
+    def __init__(self, loss_weight: float = 1.0, check_finite: bool = False, impl: str = "auto"):
         super().__init__()
+        resolve_impl(type(self).__name__, impl)
         self.loss_weight = float(loss_weight)
         self.check_finite = check_finite
+        self.impl = impl
 
     def parts(self, *args, **kwargs) -> dict[str, Tensor]:
         return {"loss": self(*args, **kwargs)}
 
     def extra_repr(self) -> str:
-        return f"loss_weight={self.loss_weight}"
+        return f"loss_weight={self.loss_weight}, impl={self.impl!r}"

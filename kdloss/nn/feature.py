@@ -19,8 +19,8 @@ class _FeatureLoss(DistillLoss):
     name = "feature loss"
 
     def __init__(self, loss_weight: float, student_channels: Channels | None, teacher_channels: Channels | None,
-                 check_finite: bool):
-        super().__init__(loss_weight, check_finite)
+                 check_finite: bool, impl: str):
+        super().__init__(loss_weight, check_finite, impl)
         if (student_channels is None) != (teacher_channels is None):
             raise ValueError(f"{self.name}: give both student_channels and teacher_channels, or neither")
         needs_align = student_channels is not None and any(
@@ -47,17 +47,17 @@ class CWD(_FeatureLoss):
     name = "CWD"
 
     def __init__(self, tau: float = 1.0, loss_weight: float = 1.0, student_channels: Channels | None = None,
-                 teacher_channels: Channels | None = None, check_finite: bool = False):
+                 teacher_channels: Channels | None = None, check_finite: bool = False, impl: str = "auto"):
         check_positive("CWD", "tau", tau)
-        super().__init__(loss_weight, student_channels, teacher_channels, check_finite)
+        super().__init__(loss_weight, student_channels, teacher_channels, check_finite, impl)
         self.tau = float(tau)
 
     def forward(self, student: FeatureLevels, teacher: FeatureLevels) -> Tensor:
         s_levels, t_levels = self.aligned(student, teacher)
-        return cwd(s_levels, t_levels, self.tau) * self.loss_weight
+        return cwd(s_levels, t_levels, self.tau, impl=self.impl) * self.loss_weight
 
     def extra_repr(self) -> str:
-        return f"tau={self.tau}, loss_weight={self.loss_weight}"
+        return f"tau={self.tau}, {super().extra_repr()}"
 
 
 class Mimic(_FeatureLoss):
@@ -69,12 +69,12 @@ class Mimic(_FeatureLoss):
     name = "Mimic"
 
     def __init__(self, loss_weight: float = 1.0, student_channels: Channels | None = None,
-                 teacher_channels: Channels | None = None, check_finite: bool = False):
-        super().__init__(loss_weight, student_channels, teacher_channels, check_finite)
+                 teacher_channels: Channels | None = None, check_finite: bool = False, impl: str = "auto"):
+        super().__init__(loss_weight, student_channels, teacher_channels, check_finite, impl)
 
     def forward(self, student: FeatureLevels, teacher: FeatureLevels) -> Tensor:
         s_levels, t_levels = self.aligned(student, teacher)
-        return mimic(s_levels, t_levels) * self.loss_weight
+        return mimic(s_levels, t_levels, impl=self.impl) * self.loss_weight
 
 
 def generation_block(channels: int) -> nn.Sequential:
@@ -99,8 +99,9 @@ class MGD(DistillLoss):
     """
 
     def __init__(self, student_channels: Channels, teacher_channels: Channels, alpha_mgd: float = 2e-5,
-                 lambda_mgd: float = 0.65, loss_weight: float = 1.0, check_finite: bool = False):
-        super().__init__(loss_weight, check_finite)
+                 lambda_mgd: float = 0.65, loss_weight: float = 1.0, check_finite: bool = False,
+                 impl: str = "auto"):
+        super().__init__(loss_weight, check_finite, impl)
         check_positive("MGD", "alpha_mgd", alpha_mgd)
         if not 0.0 <= lambda_mgd < 1.0:
             raise ValueError(f"MGD: lambda_mgd must be in [0, 1), got {lambda_mgd}")
@@ -115,8 +116,8 @@ class MGD(DistillLoss):
         s_levels, t_levels = feature_levels("MGD", as_level_list(student), as_level_list(teacher),
                                             check_channels=False, check_finite=self.check_finite)
         loss = mgd(self.align(s_levels), t_levels, list(self.generation), alpha_mgd=self.alpha_mgd,
-                   lambda_mgd=self.lambda_mgd, generator=generator)
+                   lambda_mgd=self.lambda_mgd, generator=generator, impl=self.impl)
         return loss * self.loss_weight
 
     def extra_repr(self) -> str:
-        return f"alpha_mgd={self.alpha_mgd}, lambda_mgd={self.lambda_mgd}, loss_weight={self.loss_weight}"
+        return f"alpha_mgd={self.alpha_mgd}, lambda_mgd={self.lambda_mgd}, {super().extra_repr()}"

@@ -19,14 +19,14 @@ class L1(DistillLoss):
     """
 
     def forward(self, student: DetectionOutput, teacher: DetectionOutput, avg_factor: float | None = None) -> Tensor:
-        return l1(student, teacher, check_finite=self.check_finite) * self.loss_weight
+        return l1(student, teacher, impl=self.impl, check_finite=self.check_finite) * self.loss_weight
 
 
 class L2(DistillLoss):
     """``loss_weight ·`` mean squared difference of all raw head outputs. See :func:`kdloss.functional.l2`."""
 
     def forward(self, student: DetectionOutput, teacher: DetectionOutput, avg_factor: float | None = None) -> Tensor:
-        return l2(student, teacher, check_finite=self.check_finite) * self.loss_weight
+        return l2(student, teacher, impl=self.impl, check_finite=self.check_finite) * self.loss_weight
 
 
 class BCKD(DistillLoss):
@@ -39,15 +39,16 @@ class BCKD(DistillLoss):
     part_names = ("cls", "box")
 
     def __init__(self, cls_weight: float = 1.0, box_weight: float = 4.0, beta: float = 1.0,
-                 loss_weight: float = 1.0, check_finite: bool = False):
-        super().__init__(loss_weight, check_finite)
+                 loss_weight: float = 1.0, check_finite: bool = False, impl: str = "auto"):
+        super().__init__(loss_weight, check_finite, impl)
         check_positive("BCKD", "beta", beta)
         self.cls_weight, self.box_weight, self.beta = float(cls_weight), float(box_weight), float(beta)
 
     def parts(self, student: DetectionOutput, teacher: DetectionOutput,
               avg_factor: float | Tensor | None = None) -> dict[str, Tensor]:
         cls, box = bckd_parts(student, teacher, cls_weight=self.cls_weight, box_weight=self.box_weight,
-                              beta=self.beta, avg_factor=avg_factor, check_finite=self.check_finite)
+                              beta=self.beta, avg_factor=avg_factor, impl=self.impl,
+                              check_finite=self.check_finite)
         return {"cls": cls * self.loss_weight, "box": box * self.loss_weight}
 
     def forward(self, student: DetectionOutput, teacher: DetectionOutput,
@@ -56,5 +57,4 @@ class BCKD(DistillLoss):
         return parts["cls"] + parts["box"]
 
     def extra_repr(self) -> str:
-        return f"cls_weight={self.cls_weight}, box_weight={self.box_weight}, beta={self.beta}, " \
-               f"loss_weight={self.loss_weight}"
+        return f"cls_weight={self.cls_weight}, box_weight={self.box_weight}, beta={self.beta}, {super().extra_repr()}"

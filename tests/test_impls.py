@@ -1,0 +1,247 @@
+"""eager, fused and compile give the same numbers; the fused Functions' kernels (torch, inductor-compiled,
+Triton) agree with their references; float64 gradchecks for every custom backward."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from conftest import detection_pair, features
+
+import kdloss.functional as KF
+from kdloss import BCKD, CWD, L1, L2, MGD, DetectionOutput, Mimic
+from kdloss.ops import _compile, triton_kernels
+from kdloss.ops.bckd import BCKDClassFunction, bckd_cls_forward
+from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward
+from kdloss.ops.errors import ErrorSumFunction
+
+IMPLS = ["fused", "compile"]
+SHAPES = [(2, 8, 8, 8), (2, 16, 4, 4)]
+# per dtype: inputs are rounded to the dtype once; the maths is float32 in every impl
+TOLERANCE = {torch.float32: {"rtol": 1e-5, "atol": 1e-6}, torch.bfloat16: {"rtol": 1e-4, "atol": 1e-5},
+             torch.float64: {"rtol": 1e-10, "atol": 1e-12}}
+
+
+def run_feature(make, impl, dtype, seed=0):
+    s = [x.requires_grad_(True) for x in features(SHAPES, dtype=dtype, seed=seed + 1)]
+    t = features(SHAPES, dtype=dtype, seed=seed + 2)
+    torch.manual_seed(0)
+    loss = make(impl).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    value = loss(s, t, generator=torch.Generator().manual_seed(3)) if isinstance(loss, MGD) else loss(s, t)
+    value.backward()
+    return value.detach(), [x.grad for x in s]
+
+
+FEATURE_LOSSES = {
+    "cwd": lambda impl: CWD(tau=2.0, impl=impl),
+    "mimic": lambda impl: Mimic(impl=impl),
+    "mgd": lambda impl: MGD([8, 16], [8, 16], impl=impl),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", list(FEATURE_LOSSES))
+def test_feature_impls_match_eager(name, impl, dtype):
+    ref_value, ref_grads = run_feature(FEATURE_LOSSES[name], "eager", dtype)
+    value, grads = run_feature(FEATURE_LOSSES[name], impl, dtype)
+    assert value.dtype == ref_value.dtype
+    torch.testing.assert_close(value, ref_value, **TOLERANCE[dtype])
+    for got, expected in zip(grads, ref_grads):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), expected.float(), **TOLERANCE[dtype])
+
+
+LOGIT_LOSSES = {"l1": L1, "l2": L2, "bckd": BCKD}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("name", list(LOGIT_LOSSES))
+def test_logit_impls_match_eager(name, impl, dtype):
+    def run(which):
+        s, t = detection_pair(dtype=dtype, seed=4)
+        parts = LOGIT_LOSSES[name](impl=which).parts(s, t)
+        sum(parts.values()).backward()
+        return {k: v.detach() for k, v in parts.items()}, s.cls.grad, s.box.grad
+
+    ref_parts, ref_cls, ref_box = run("eager")
+    parts, cls_grad, box_grad = run(impl)
+    for key in ref_parts:
+        torch.testing.assert_close(parts[key], ref_parts[key], **TOLERANCE[dtype])
+    torch.testing.assert_close(cls_grad.float(), ref_cls.float(), **TOLERANCE[dtype])
+    torch.testing.assert_close(box_grad.float(), ref_box.float(), **TOLERANCE[dtype])
+
+
+def test_auto_is_fused_and_bad_impl_is_an_error():
+    assert CWD().impl == "auto"
+    s, t = features([(2, 3, 4, 4)], seed=1, requires_grad=True), features([(2, 3, 4, 4)], seed=2)
+    node = CWD(impl="auto")(s, t).grad_fn
+    while node is not None and type(node).__name__ != "CWDRowsFunctionBackward":
+        node = node.next_functions[0][0]
+    assert node is not None  # auto ran the fused Function
+    with pytest.raises(ValueError, match=r"CWD: impl must be one of \('auto', 'eager', 'fused', 'compile'\)"):
+        CWD(impl="triton")
+    with pytest.raises(ValueError, match="BCKD: impl must be one of"):
+        KF.bckd_parts(*detection_pair(), impl="fast")
+
+
+KERNELS = ["torch", "compiled"] + (["triton"] if triton_kernels.AVAILABLE else [])
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize(("rows", "length"), [(6, 37), (4, 2500)])  # 2500 > one Triton block: online lse
+def test_cwd_kernels_match_reference(kernels, rows, length):
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(rows, length, generator=g) * 3).requires_grad_(True)
+    t = torch.randn(rows, length, generator=g) * 3
+    value = CWDRowsFunction.apply(s, t, 1.5, kernels)
+    value.backward()
+    reference = s.detach().clone().requires_grad_(True)
+    log_p_t, log_p_s = torch.log_softmax(t / 1.5, 1), torch.log_softmax(reference / 1.5, 1)
+    expected = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+    expected.backward()
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s.grad, reference.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+@pytest.mark.parametrize("beta", [1.0, 2.0])
+def test_bckd_class_kernels_match_reference(kernels, beta):
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(30, 7, generator=g) * 3).requires_grad_(True)
+    t = torch.randn(30, 7, generator=g) * 3
+    total, gap_max, pt_max = BCKDClassFunction.apply(s, t, beta, kernels)
+    total.backward()
+    p_t, p_s = torch.sigmoid(t), torch.sigmoid(s.detach())
+    weight = (p_t - p_s).abs() ** beta
+    bce = -(p_t * torch.log(p_s) + (1 - p_t) * torch.log(1 - p_s))
+    torch.testing.assert_close(total, (bce * weight).sum(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.grad, (p_s - p_t) * weight, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(gap_max, (p_t - p_s).abs().amax(1))
+    torch.testing.assert_close(pt_max, p_t.amax(1))
+
+
+def test_gradcheck_cwd_function_float64():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(4, 9, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randn(4, 9, dtype=torch.float64, generator=g)
+    for kernels in ("torch", "compiled"):
+        assert torch.autograd.gradcheck(lambda x, k=kernels: CWDRowsFunction.apply(x, t, 0.7, k), (s,))
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_gradcheck_error_sum_function_float64(power):
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(3, 5, dtype=torch.float64, generator=g)
+    s = (t + torch.rand(3, 5, dtype=torch.float64, generator=g) + 0.1).requires_grad_(True)  # away from |x| kink
+    for kernels in ("torch", "compiled"):
+        assert torch.autograd.gradcheck(lambda x, k=kernels: ErrorSumFunction.apply(x, t, power, k), (s,))
+
+
+def test_bckd_class_function_gradient_float64():
+    """The weight |p_t − p_s|^beta is a constant (no gradcheck): compare with finite differences of the
+    class term with the weight frozen at the current point."""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randn(5, 4, dtype=torch.float64, generator=g)
+    weight = (torch.sigmoid(t) - torch.sigmoid(s.detach())).abs() ** 2.0
+
+    def frozen(x):
+        p_t = torch.sigmoid(t)
+        return (-(p_t * torch.log(torch.sigmoid(x)) + (1 - p_t) * torch.log(1 - torch.sigmoid(x))) * weight).sum()
+
+    numeric = torch.autograd.functional.jacobian(frozen, s.detach())  # exact autograd of the frozen form
+    for kernels in ("torch", "compiled"):
+        s.grad = None
+        BCKDClassFunction.apply(s, t, 2.0, kernels)[0].backward()
+        torch.testing.assert_close(s.grad, numeric)
+        eps = 1e-6
+        i = (2, 1)
+        bumped = s.detach().clone()
+        bumped[i] += eps
+        lowered = s.detach().clone()
+        lowered[i] -= eps
+        assert s.grad[i].item() == pytest.approx(((frozen(bumped) - frozen(lowered)) / (2 * eps)).item(), rel=1e-6)
+
+
+def test_fused_cwd_saves_statistics_not_softmaxes():
+    s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
+    t = features([(2, 8, 16, 16)], seed=2)[0]
+    value = KF.cwd(s, t, impl="fused")
+    node = value.grad_fn
+    while type(node).__name__ != "CWDRowsFunctionBackward":
+        node = node.next_functions[0][0]
+    saved = node.saved_tensors
+    full = [x for x in saved if x.numel() == s.numel()]
+    assert len(full) == 2 and all(x.untyped_storage().data_ptr() in {s.untyped_storage().data_ptr(),
+                                                                      t.untyped_storage().data_ptr()} for x in full)
+    assert sorted(x.numel() for x in saved if x.numel() != s.numel()) == [16, 16]  # lse per row, N·C rows
+
+
+def test_fused_bckd_saves_only_inputs():
+    s, t = detection_pair()
+    total, _, _ = BCKDClassFunction.apply(s.cls.reshape(-1, 5), t.cls.reshape(-1, 5), 1.0, "torch")
+    assert all(x.numel() == s.cls.numel() for x in total.grad_fn.saved_tensors)
+
+
+def test_bckd_fused_soft_count_matches_reference():
+    s, t = detection_pair()
+    _, _, pt_max = bckd_cls_forward(s.cls.reshape(-1, 5), t.cls.reshape(-1, 5), 1.0)
+    torch.testing.assert_close(pt_max.sum(), torch.sigmoid(t.cls).amax(-1).sum())
+
+
+def test_cwd_forward_kernel_in_low_precision_accumulates_in_float32():
+    s = torch.randn(8, 400).bfloat16()
+    t = torch.randn(8, 400).bfloat16()
+    total, lse_s, _ = cwd_rows_forward(s, t, 1.0)
+    assert total.dtype == torch.float32 and lse_s.dtype == torch.float32
+    torch.testing.assert_close(total, cwd_rows_forward(s.float(), t.float(), 1.0)[0])
+
+
+def test_compile_failure_warns_once_and_falls_back(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    calls = []
+    lazy = _compile.LazyCompiled(lambda x: calls.append(x) or x + 1, name="probe")
+    with pytest.warns(RuntimeWarning, match="torch.compile of probe failed .*no compiler here.*eager"):
+        assert lazy(1) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lazy(2) == 3  # no second warning, eager from now on
+    assert calls == [1, 2]
+
+
+def test_compile_handles_changing_shapes_without_error():
+    loss = CWD(impl="compile")
+    for size in (8, 6, 10):  # multi-scale training: H, W and batch change
+        s, t = features([(size // 2, 3, size, size)], seed=size), features([(size // 2, 3, size, size)], seed=1)
+        torch.testing.assert_close(loss(s, t), CWD(impl="eager")(s, t))
+
+
+def test_empty_batch_every_impl():
+    for impl in ("fused", "compile"):
+        s = torch.zeros(0, 3, 4, 4, requires_grad=True)
+        value = CWD(impl=impl)(s, torch.zeros(0, 3, 4, 4)) + Mimic(impl=impl)(s, torch.zeros(0, 3, 4, 4))
+        value.backward()
+        assert value.item() == 0.0
+        out, t = detection_pair(batch=0)
+        assert BCKD(impl=impl)(out, t).item() == 0.0 and L2(impl=impl)(out, t).item() == 0.0
+
+
+def test_fused_under_autocast():
+    s = features([(2, 4, 8, 8)], seed=1, requires_grad=True)[0]
+    t = features([(2, 8, 8, 8)], seed=2)[0]
+    out_s, out_t = detection_pair(dtype=torch.float32)
+    cwd = CWD(student_channels=4, teacher_channels=8, impl="fused")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total = cwd(s, t) + BCKD(impl="fused")(out_s, DetectionOutput(out_t.cls, out_t.box, out_t.anchors,
+                                                                      out_t.strides))
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert torch.isfinite(s.grad).all() and torch.isfinite(out_s.cls.grad).all()
