@@ -1,0 +1,103 @@
+"""Benchmark cases at real YOLOv8 shapes (imgsz 640): every implementation of a loss on the same inputs.
+
+Feature losses: the teacher is yolov8s (neck P3/P4/P5: 128, 256, 512 channels at 80², 40², 20²); the
+student is yolov8n (64, 128, 256 channels), already aligned to the teacher's channels where the loss
+needs it (the align conv is not what is measured). Head outputs: A = 8400 anchors, nc = 80, reg_max = 16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+import kdloss.functional as KF
+from benchmarks import references
+from kdloss import DetectionOutput
+from kdloss.nn.feature import generation_block
+
+LEVELS = {"P3": (128, 80), "P4": (256, 40), "P5": (512, 20)}
+NC, REG_MAX = 80, 16
+IMPLS = ("reference", "eager", "fused", "compile")
+
+
+@dataclass
+class Case:
+    """``run[impl](inputs)`` returns a scalar loss; ``student`` names the inputs that need gradients."""
+
+    loss: str
+    shape: str
+    inputs: dict[str, object]
+    student: list[Tensor]
+    teacher: list[Tensor]
+    run: dict[str, Callable[[], Tensor]]
+
+
+def _feature(batch: int, level: str, device: str, requires_grad: bool) -> Tensor:
+    c, hw = LEVELS[level]
+    return torch.randn(batch, c, hw, hw, device=device, requires_grad=requires_grad)
+
+
+def cwd_case(batch: int, level: str, device: str) -> Case:
+    s, t = _feature(batch, level, device, True), _feature(batch, level, device, False)
+    run = {"reference": lambda: references.cwd_mmrazor_style(s, t)}
+    run |= {impl: (lambda impl=impl: KF.cwd(s, t, impl=impl)) for impl in IMPLS[1:]}
+    return Case("cwd", f"{level} {tuple(s.shape)}", {}, [s], [t], run)
+
+
+def mimic_case(batch: int, device: str) -> Case:
+    s = [_feature(batch, level, device, True) for level in LEVELS]
+    t = [_feature(batch, level, device, False) for level in LEVELS]
+    run = {"reference": lambda: sum(references.mimic_reference(a, b) for a, b in zip(s, t))}
+    run |= {impl: (lambda impl=impl: KF.mimic(s, t, impl=impl)) for impl in IMPLS[1:]}
+    return Case("mimic", "P3+P4+P5", {}, s, t, run)
+
+
+def mgd_case(batch: int, device: str) -> Case:
+    s = [_feature(batch, level, device, True) for level in LEVELS]
+    t = [_feature(batch, level, device, False) for level in LEVELS]
+    nets = [generation_block(c).to(device) for c, _ in LEVELS.values()]
+    run = {"reference": lambda: sum(references.mgd_official_style(a, b, g) for a, b, g in zip(s, t, nets))}
+    run |= {impl: (lambda impl=impl: KF.mgd(s, t, nets, impl=impl)) for impl in IMPLS[1:]}
+    return Case("mgd", "P3+P4+P5", {}, s, t, run)
+
+
+def _head(batch: int, device: str, requires_grad: bool) -> DetectionOutput:
+    anchors, strides = [], []
+    for stride, size in ((8, 80), (16, 40), (32, 20)):
+        ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        anchors.append(torch.stack((xs.flatten(), ys.flatten()), -1))
+        strides.append(torch.full((size * size,), float(stride)))
+    a = sum(size * size for size in (80, 40, 20))
+    cls = (torch.randn(batch, a, NC, device=device) - 4).requires_grad_(requires_grad)
+    box = torch.randn(batch, a, 4, REG_MAX, device=device).requires_grad_(requires_grad)
+    return DetectionOutput(cls, box, torch.cat(anchors).to(device), torch.cat(strides).to(device))
+
+
+def logit_case(loss: str, batch: int, device: str) -> Case:
+    s, t = _head(batch, device, True), _head(batch, device, False)
+    if loss == "bckd":
+        reference = lambda: references.bckd_official_style(s.cls, s.box, t.cls, t.box, s.anchors, s.strides)  # noqa: E731
+        fn = KF.bckd
+    else:
+        ref_fn = references.l1_reference if loss == "l1" else references.l2_reference
+        reference = lambda: ref_fn(s.cls, s.box, t.cls, t.box)  # noqa: E731
+        fn = KF.l1 if loss == "l1" else KF.l2
+    run = {"reference": reference} | {impl: (lambda impl=impl: fn(s, t, impl=impl)) for impl in IMPLS[1:]}
+    return Case(loss, f"A=8400 nc={NC} reg_max={REG_MAX} B={batch}", {}, [s.cls, s.box], [t.cls, t.box], run)
+
+
+def all_cases(batch: int, device: str, losses: tuple[str, ...]) -> list[Case]:
+    cases = []
+    for loss in losses:
+        if loss == "cwd":
+            cases += [cwd_case(batch, level, device) for level in LEVELS]
+        elif loss == "mimic":
+            cases.append(mimic_case(batch, device))
+        elif loss == "mgd":
+            cases.append(mgd_case(batch, device))
+        else:
+            cases.append(logit_case(loss, batch, device))
+    return cases
