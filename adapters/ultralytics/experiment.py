@@ -1,0 +1,146 @@
+"""Train a student with each distillation method and seed under identical settings, then tabulate.
+
+The table is the one distillation papers report: model, GFLOPs, params, mAP50, mAP50-95 and the change
+in mAP50-95 against the same student trained without a teacher (``none``), as mean ± std over seeds.
+Methods: ``none`` (no teacher), ``builtin`` (ultralytics' own ``distill_model`` distillation), a logit
+or feature loss (``l1``, ``l2``, ``bckd``, ``mimic``, ``mgd``, ``cwd``) or a pair joined by ``+``
+(``bckd+cwd``). Every run writes ``kdloss_result.json`` when it is evaluated; runs that have one are
+skipped, so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ultralytics import YOLO
+from ultralytics.utils import LOGGER
+from ultralytics.utils.torch_utils import get_flops
+
+from kdloss.adapters.ultralytics.api import distill
+from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES
+
+RESULT_FILE = "kdloss_result.json"
+
+
+@dataclass
+class RunResult:
+    method: str
+    seed: int
+    weights: str
+    gflops: float
+    params: int
+    map50: float
+    map50_95: float
+    split: str
+
+
+def parse_method(method: str) -> dict[str, str] | None:
+    """``"bckd+cwd"`` → ``{"logit_loss": "bckd", "feature_loss": "cwd"}``; ``none``/``builtin`` → ``None``."""
+    if method in {"none", "builtin"}:
+        return None
+    losses = {"feature_loss": "none", "logit_loss": "none"}
+    for part in method.split("+"):
+        key = "feature_loss" if part in FEATURE_LOSSES else "logit_loss" if part in LOGIT_LOSSES else None
+        if key is None or part == "none" or losses[key] != "none":
+            raise ValueError(f"method {method!r}: use none, builtin, one of {LOGIT_LOSSES[:-1]} and/or one of "
+                             f"{FEATURE_LOSSES[:-1]} joined by '+', e.g. bckd+cwd")
+        losses[key] = part
+    return losses
+
+
+def evaluation_split(data: str | Path) -> str:
+    """``test`` when the dataset yaml names a test split, else ``val``."""
+    from ultralytics.data.utils import check_det_dataset
+
+    return "test" if check_det_dataset(str(data)).get("test") else "val"
+
+
+def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, method: str, seed: int,
+             device: str | None = None) -> RunResult:
+    model = YOLO(str(weights))
+    metrics = model.val(data=str(data), imgsz=imgsz, split=split, plots=False, verbose=False, device=device,
+                        batch=16, workers=0)
+    return RunResult(method=method, seed=seed, weights=str(weights), gflops=round(get_flops(model.model, 640), 3),
+                     params=sum(p.numel() for p in model.model.parameters()), map50=float(metrics.box.map50),
+                     map50_95=float(metrics.box.map), split=split)
+
+
+def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
+              train_args: dict) -> Path:
+    name = f"{method.replace('+', '_')}-seed{seed}"
+    args = {**train_args, "data": str(data), "seed": seed, "deterministic": True, "project": str(project),
+            "name": name, "exist_ok": True}
+    losses = parse_method(method)
+    if method == "none":
+        YOLO(student).train(**args)
+    elif method == "builtin":
+        YOLO(student).train(distill_model=str(teacher), **args)
+    else:
+        distill(student, teacher, **losses, **args)
+    return project / name
+
+
+def run_experiment(data: str | Path, student: str, teacher: str | None, methods: list[str], seeds: list[int],
+                   project: str | Path, **train_args) -> list[RunResult]:
+    """Train and evaluate every (method, seed); returns the results, skipping runs already evaluated."""
+    for method in methods:
+        parse_method(method)
+        if method != "none" and not teacher:
+            raise ValueError(f"method {method!r} needs teacher=...")
+    project = Path(project).resolve()
+    split = evaluation_split(data)
+    imgsz = int(train_args.get("imgsz", 640))
+    results = []
+    total = len(methods) * len(seeds)
+    for i, (method, seed) in enumerate(((m, s) for m in methods for s in seeds), 1):
+        run_dir = project / f"{method.replace('+', '_')}-seed{seed}"
+        done = run_dir / RESULT_FILE
+        if done.exists():
+            LOGGER.info(f"kdloss experiment [{i}/{total}] {method} seed {seed}: done before, skipping")
+            results.append(RunResult(**json.loads(done.read_text())))
+            continue
+        LOGGER.info(f"kdloss experiment [{i}/{total}] training {student} with {method}, seed {seed}")
+        run_dir = train_one(method, seed, student, teacher, str(data), project, train_args)
+        result = evaluate(run_dir / "weights" / "best.pt", data, imgsz, split, method, seed, train_args.get("device"))
+        done.write_text(json.dumps(asdict(result), indent=1))
+        results.append(result)
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(results: list[RunResult], teacher: RunResult | None = None, student_name: str = "student") -> list[dict]:
+    """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first."""
+    rows = []
+    if teacher is not None:
+        rows.append({"model": f"teacher ({Path(teacher.weights).parent.parent.name})", "method": "teacher",
+                     "gflops": teacher.gflops, "params": teacher.params, "map50": (teacher.map50, 0.0),
+                     "map50_95": (teacher.map50_95, 0.0), "seeds": 1, "delta": None})
+    methods = list(dict.fromkeys(r.method for r in results))
+    baseline = [r.map50_95 for r in results if r.method == "none"]
+    base_mean = statistics.fmean(baseline) if baseline else None
+    for method in methods:
+        runs = [r for r in results if r.method == method]
+        m5095 = _mean_std([r.map50_95 for r in runs])
+        rows.append({"model": f"{student_name} {method}", "method": method, "gflops": runs[0].gflops,
+                     "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
+                     "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 | Δ mAP50-95 vs baseline | seeds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    def fmt(pair: tuple[float, float], seeds: int) -> str:
+        return f"{pair[0]:.4f} ± {pair[1]:.4f}" if seeds > 1 else f"{pair[0]:.4f}"
+
+    for r in rows:
+        delta = "—" if r["delta"] is None or r["method"] == "none" else f"{r['delta']:+.4f}"
+        lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
+                     f"{fmt(r['map50_95'], r['seeds'])} | {delta} | {r['seeds']} |")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""The experiment runner and the demo, end to end at toy scale (1 epoch, imgsz 64)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kdloss.adapters.ultralytics.experiment import (
+    RunResult,
+    markdown_table,
+    parse_method,
+    run_experiment,
+    summarize,
+)
+
+TINY = {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "plots": False, "amp": False, "device": "cpu",
+        "verbose": False}
+
+
+def test_parse_method():
+    assert parse_method("bckd+cwd") == {"logit_loss": "bckd", "feature_loss": "cwd"}
+    assert parse_method("mgd") == {"logit_loss": "none", "feature_loss": "mgd"}
+    assert parse_method("none") is None and parse_method("builtin") is None
+    for bad in ("cwd+mgd", "kd", "none+cwd"):
+        with pytest.raises(ValueError, match="use none, builtin"):
+            parse_method(bad)
+
+
+def test_summary_means_stds_and_deltas():
+    def run(method, seed, value):
+        return RunResult(method, seed, f"/r/{method}/weights/best.pt", 8.1, 3_000_000, value + 0.1, value, "val")
+
+    results = [run("none", 0, 0.10), run("none", 1, 0.12), run("cwd", 0, 0.13), run("cwd", 1, 0.15)]
+    rows = summarize(results, student_name="yolov8n")
+    assert [r["model"] for r in rows] == ["yolov8n none", "yolov8n cwd"]
+    assert rows[1]["map50_95"][0] == pytest.approx(0.14) and rows[1]["map50_95"][1] == pytest.approx(0.0141421, 1e-4)
+    assert rows[1]["delta"] == pytest.approx(0.03)
+    table = markdown_table(rows)
+    assert "| yolov8n cwd | 8.10 | 3,000,000 | 0.2400 ± 0.0141 | 0.1400 ± 0.0141 | +0.0300 | 2 |" in table
+
+
+@pytest.mark.slow
+def test_experiment_runs_each_method_and_seed_and_resumes(tmp_path):
+    from ultralytics import YOLO
+
+    from kdloss.adapters.ultralytics.data import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", train=16, val=8, test=8, imgsz=64)
+    YOLO("yolov8n.yaml").train(data=str(data), project=str(tmp_path), name="teacher", **TINY)
+    teacher = tmp_path / "teacher" / "weights" / "best.pt"
+    results = run_experiment(data, "yolov8n.yaml", str(teacher), ["none", "bckd+cwd"], [0, 1], tmp_path / "exp",
+                             **TINY)
+    assert [(r.method, r.seed) for r in results] == [("none", 0), ("none", 1), ("bckd+cwd", 0), ("bckd+cwd", 1)]
+    assert all(r.split == "test" for r in results)  # the dataset has a test split
+    saved = json.loads((tmp_path / "exp" / "bckd_cwd-seed1" / "kdloss_result.json").read_text())
+    assert saved["method"] == "bckd+cwd" and saved["gflops"] > 0
+    stamp = (tmp_path / "exp" / "none-seed0" / "weights" / "best.pt").stat().st_mtime_ns
+    again = run_experiment(data, "yolov8n.yaml", str(teacher), ["none", "bckd+cwd"], [0, 1], tmp_path / "exp", **TINY)
+    assert again == results  # finished runs are read back, not retrained
+    assert (tmp_path / "exp" / "none-seed0" / "weights" / "best.pt").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_demo_writes_report_plot_and_reuses_teacher(tmp_path, capsys):
+    from kdloss.adapters.ultralytics.demo import run_demo
+
+    options = {"workdir": str(tmp_path / "demo"), "epochs": 1, "teacher_epochs": 1, "imgsz": 64, "batch": 16,
+               "train_images": 16, "val_images": 8, "test_images": 8, "workers": 0}
+    table = run_demo(**options)
+    assert "| yolov8n bckd+cwd |" in table and "| teacher (teacher) |" in table
+    assert "Δ mAP50-95 vs baseline" in (tmp_path / "demo" / "report.md").read_text()
+    assert (tmp_path / "demo" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    teacher = tmp_path / "demo" / "teacher" / "weights" / "best.pt"
+    stamp = teacher.stat().st_mtime_ns
+    run_demo(**options)
+    assert teacher.stat().st_mtime_ns == stamp  # re-used, not retrained
+    with pytest.raises(ValueError, match=r"unknown demo option\(s\) \['epoch'\]"):
+        run_demo(epoch=3)
+    assert Path(options["workdir"], "results.json").exists()
