@@ -110,7 +110,7 @@ def experiment_command(args: list[str]):
     if teacher:
         teacher_row = evaluate(teacher, data, int(pairs.get("imgsz", 640)), evaluation_split(data), "teacher", 0,
                                pairs.get("device"))
-    table = markdown_table(summarize(results, teacher_row, student_name=student.removesuffix(".yaml")))
+    table = markdown_table(summarize(results, teacher_row))
     print("\n" + table)
     from pathlib import Path
 

@@ -30,10 +30,11 @@ def test_parse_method():
 
 def test_summary_means_stds_and_deltas():
     def run(method, seed, value):
-        return RunResult(method, seed, f"/r/{method}/weights/best.pt", 8.1, 3_000_000, value + 0.1, value, "val")
+        return RunResult("yolov8n", method, seed, f"/r/{method}/weights/best.pt", 8.1, 3_000_000, value + 0.1, value,
+                         "val")
 
     results = [run("none", 0, 0.10), run("none", 1, 0.12), run("cwd", 0, 0.13), run("cwd", 1, 0.15)]
-    rows = summarize(results, student_name="yolov8n")
+    rows = summarize(results)
     assert [r["model"] for r in rows] == ["yolov8n none", "yolov8n cwd"]
     assert rows[1]["map50_95"][0] == pytest.approx(0.14) and rows[1]["map50_95"][1] == pytest.approx(0.0141421, 1e-4)
     assert rows[1]["delta"] == pytest.approx(0.03)
@@ -55,7 +56,7 @@ def test_experiment_runs_each_method_and_seed_and_resumes(tmp_path):
     assert [(r.method, r.seed) for r in results] == [("none", 0), ("none", 1), ("bckd+cwd", 0), ("bckd+cwd", 1)]
     assert all(r.split == "test" for r in results)  # the dataset has a test split
     saved = json.loads((tmp_path / "exp" / "bckd_cwd-seed1" / "kdloss_result.json").read_text())
-    assert saved["method"] == "bckd+cwd" and saved["gflops"] > 0
+    assert saved["method"] == "bckd+cwd" and saved["model"] == "yolov8n" and saved["gflops"] > 0
     stamp = (tmp_path / "exp" / "none-seed0" / "weights" / "best.pt").stat().st_mtime_ns
     again = run_experiment(data, "yolov8n.yaml", str(teacher), ["none", "bckd+cwd"], [0, 1], tmp_path / "exp", **TINY)
     assert again == results  # finished runs are read back, not retrained
@@ -69,7 +70,7 @@ def test_demo_writes_report_plot_and_reuses_teacher(tmp_path, capsys):
     options = {"workdir": str(tmp_path / "demo"), "epochs": 1, "teacher_epochs": 1, "imgsz": 64, "batch": 16,
                "train_images": 16, "val_images": 8, "test_images": 8, "workers": 0}
     table = run_demo(**options)
-    assert "| yolov8n bckd+cwd |" in table and "| teacher (teacher) |" in table
+    assert "| yolov8n bckd+cwd |" in table and "| yolov8s teacher |" in table
     assert "Δ mAP50-95 vs baseline" in (tmp_path / "demo" / "report.md").read_text()
     assert (tmp_path / "demo" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     teacher = tmp_path / "demo" / "teacher" / "weights" / "best.pt"

@@ -60,7 +60,7 @@ def run_demo(**options) -> str:
     _say("4/4 evaluating the teacher and writing the report")
     split = evaluation_split(data)
     teacher_result = evaluate(teacher, data, int(o["imgsz"]), split, "teacher", 0, o["device"])
-    rows = summarize(results, teacher_result, student_name="yolov8n")
+    rows = summarize(results, teacher_result)
     table = markdown_table(rows)
     minutes = (time.time() - start) / 60
     report = "\n".join([

@@ -27,6 +27,7 @@ RESULT_FILE = "kdloss_result.json"
 
 @dataclass
 class RunResult:
+    model: str
     method: str
     seed: int
     weights: str
@@ -63,9 +64,11 @@ def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, meth
     model = YOLO(str(weights))
     metrics = model.val(data=str(data), imgsz=imgsz, split=split, plots=False, verbose=False, device=device,
                         batch=16, workers=0)
-    return RunResult(method=method, seed=seed, weights=str(weights), gflops=round(get_flops(model.model, 640), 3),
-                     params=sum(p.numel() for p in model.model.parameters()), map50=float(metrics.box.map50),
-                     map50_95=float(metrics.box.map), split=split)
+    name = Path(str(model.model.yaml.get("yaml_file", weights))).stem
+    return RunResult(model=name, method=method, seed=seed, weights=str(weights),
+                     gflops=round(get_flops(model.model, 640), 3),
+                     params=sum(p.numel() for p in model.model.parameters()),
+                     map50=float(metrics.box.map50), map50_95=float(metrics.box.map), split=split)
 
 
 def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
@@ -114,11 +117,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize(results: list[RunResult], teacher: RunResult | None = None, student_name: str = "student") -> list[dict]:
+def summarize(results: list[RunResult], teacher: RunResult | None = None) -> list[dict]:
     """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first."""
     rows = []
     if teacher is not None:
-        rows.append({"model": f"teacher ({Path(teacher.weights).parent.parent.name})", "method": "teacher",
+        rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
                      "gflops": teacher.gflops, "params": teacher.params, "map50": (teacher.map50, 0.0),
                      "map50_95": (teacher.map50_95, 0.0), "seeds": 1, "delta": None})
     methods = list(dict.fromkeys(r.method for r in results))
@@ -127,7 +130,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None, studen
     for method in methods:
         runs = [r for r in results if r.method == method]
         m5095 = _mean_std([r.map50_95 for r in runs])
-        rows.append({"model": f"{student_name} {method}", "method": method, "gflops": runs[0].gflops,
+        rows.append({"model": f"{runs[0].model} {method}", "method": method, "gflops": runs[0].gflops,
                      "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
                      "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean})
     return rows
