@@ -89,15 +89,20 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
     return Case(loss, f"A=8400 nc={NC} reg_max={REG_MAX} B={batch}", {}, [s.cls, s.box], [t.cls, t.box], run)
 
 
+def case_keys(losses: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(loss, level) for every case: CWD once per neck level, the others once."""
+    return [(loss, level) for loss in losses for level in (LEVELS if loss == "cwd" else ["all"])]
+
+
+def build_case(loss: str, level: str, batch: int, device: str) -> Case:
+    if loss == "cwd":
+        return cwd_case(batch, level, device)
+    if loss == "mimic":
+        return mimic_case(batch, device)
+    if loss == "mgd":
+        return mgd_case(batch, device)
+    return logit_case(loss, batch, device)
+
+
 def all_cases(batch: int, device: str, losses: tuple[str, ...]) -> list[Case]:
-    cases = []
-    for loss in losses:
-        if loss == "cwd":
-            cases += [cwd_case(batch, level, device) for level in LEVELS]
-        elif loss == "mimic":
-            cases.append(mimic_case(batch, device))
-        elif loss == "mgd":
-            cases.append(mgd_case(batch, device))
-        else:
-            cases.append(logit_case(loss, batch, device))
-    return cases
+    return [build_case(loss, level, batch, device) for loss, level in case_keys(losses)]

@@ -4,9 +4,8 @@
     python -m benchmarks.run --device cuda --batch 16 --json benchmarks/results-cuda.json
 
 Per case: forward+backward time (median; CUDA events with synchronisation on GPU) and peak extra memory
-(on CUDA ``torch.cuda.max_memory_allocated`` above the inputs; on CPU the peak of the running sum of
-torch's allocations and frees traced by the profiler, op by op, which counts the tensors compiled code
-allocates too; the gradient itself is included). Each
+above the inputs, the gradient included (on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth
+of the peak RSS in a fresh process per case, see :func:`cpu_peak_extra_mb`). Each
 implementation is reported as a ratio to the reference and to the memory-traffic floor: one elementwise
 pass that reads student and teacher and writes a student-sized gradient.
 """
@@ -14,15 +13,19 @@ pass that reads student and teacher and writes a student-sized gradient.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.cases import IMPLS, Case, all_cases
+from benchmarks.cases import IMPLS, Case, build_case, case_keys
 
 LOSSES = ("cwd", "bckd", "mimic", "mgd", "l1", "l2")
 
@@ -46,69 +49,101 @@ def floor_fn(case: Case):
     return run
 
 
-def time_ms(fn, device: str, min_time: float, min_reps: int = 5) -> float:
-    for _ in range(2):  # warm up (and compile)
+def time_ms(fns: dict[str, object], device: str, min_time: float, rounds: int = 5) -> dict[str, float]:
+    """Median forward+backward time of each function, measured in interleaved rounds so that drifts in
+    machine load hit every implementation alike."""
+    for fn in fns.values():  # warm up (and compile)
+        fn()
         fn()
     _sync(device)
-    samples: list[float] = []
-    start_all = time.perf_counter()
-    while len(samples) < min_reps or time.perf_counter() - start_all < min_time:
-        if device == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-        if len(samples) >= 200:
-            break
-    return statistics.median(samples)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start_round = time.perf_counter()
+            while time.perf_counter() - start_round < min_time / rounds or len(samples[name]) < 3:
+                samples[name].append(_time_once(fn, device))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def peak_extra_mb(fn, device: str) -> float:
+def _time_once(fn, device: str) -> float:
+    if device == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return begin.elapsed_time(end)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def peak_extra_mb(fn, device: str, student: list[torch.Tensor]) -> float:
+    """Peak memory above what is allocated before ``fn`` runs; the gradients ``fn`` leaves count."""
     fn()  # warm up outside the measurement
     if device == "cuda":
+        for tensor in student:
+            tensor.grad = None
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    from torch.profiler import ProfilerActivity, profile
+    for tensor in student:
+        tensor.grad = None
+    gc.collect()
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak-RSS mark (VmHWM) to the current RSS
+    fn()
+    return (_status_kb("VmHWM") - before) / 1024
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # each op's own allocations net of its own frees, and the frees recorded between ops, in time order
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
-    current = peak = 0
-    for event in events:
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def cpu_peak_extra_mb(loss: str, level: str, batch: int, impl: str) -> float:
+    """CPU peak memory of one case in a fresh process: RSS growth with glibc returning every block over
+    64 KiB to the system on free (``MALLOC_MMAP_THRESHOLD_``), so the RSS follows the live tensors,
+    including those compiled code allocates outside torch's dispatcher."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--memory-probe", loss, level, str(batch), impl],
+                         env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(loss: str, level: str, batch: int, impl: str) -> None:
+    torch.manual_seed(0)
+    case = build_case(loss, level, batch, "cpu")
+    fn = floor_fn(case) if impl == "floor" else (lambda: step(case, case.run[impl]))
+    print(peak_extra_mb(fn, "cpu", case.student))
 
 
 def run(batch: int, device: str, losses: tuple[str, ...], min_time: float) -> list[dict]:
     rows = []
-    for case in all_cases(batch, device, losses):
-        floor = floor_fn(case)
-        floor_ms, floor_mb = time_ms(floor, device, min_time), peak_extra_mb(floor, device)
+    for loss, level in case_keys(losses):
+        case = build_case(loss, level, batch, device)
+
+        fns = {impl: (lambda case=case, impl=impl: step(case, case.run[impl])) for impl in IMPLS}
+        fns["floor"] = floor_fn(case)
+        times = time_ms(fns, device, min_time * len(fns))
         results = {}
-        for impl in IMPLS:
-            fn = lambda case=case, impl=impl: step(case, case.run[impl])  # noqa: E731
-            results[impl] = (time_ms(fn, device, min_time), peak_extra_mb(fn, device))
+        for impl, fn in fns.items():
+            memory = (peak_extra_mb(fn, device, case.student) if device == "cuda"
+                      else cpu_peak_extra_mb(loss, level, batch, impl))
+            results[impl] = (times[impl], memory)
         ref_ms, ref_mb = results["reference"]
-        for impl, (ms, mb) in results.items():
-            rows.append({"loss": case.loss, "shape": case.shape, "impl": impl, "ms": ms, "peak_mb": mb,
-                         "speedup_vs_reference": ref_ms / ms, "memory_vs_reference": mb / ref_mb if ref_mb else None,
-                         "time_vs_floor": ms / floor_ms, "memory_vs_floor": mb / floor_mb if floor_mb else None})
-        rows.append({"loss": case.loss, "shape": case.shape, "impl": "floor", "ms": floor_ms, "peak_mb": floor_mb,
-                     "speedup_vs_reference": ref_ms / floor_ms, "memory_vs_reference": floor_mb / ref_mb,
-                     "time_vs_floor": 1.0, "memory_vs_floor": 1.0})
-        print_rows([r for r in rows if r["loss"] == case.loss and r["shape"] == case.shape], header=not rows[:-5])
+        floor_ms, floor_mb = results["floor"]
+        case_rows = [{"loss": case.loss, "shape": case.shape, "impl": impl, "ms": ms, "peak_mb": mb,
+                      "speedup_vs_reference": ref_ms / ms, "memory_vs_reference": mb / ref_mb,
+                      "time_vs_floor": ms / floor_ms, "memory_vs_floor": mb / floor_mb}
+                     for impl, (ms, mb) in results.items()]
+        print_rows(case_rows, header=not rows)
+        rows += case_rows
     return rows
 
 
@@ -117,10 +152,9 @@ def print_rows(rows: list[dict], header: bool) -> None:
         print(f"{'loss':<6} {'shape':<34} {'impl':<10} {'ms':>9} {'peak MB':>9} {'x ref':>7} {'mem/ref':>8} "
               f"{'t/floor':>8} {'mem/floor':>9}")
     for r in rows:
-        mem_ref = f"{r['memory_vs_reference']:.2f}" if r["memory_vs_reference"] is not None else "-"
-        mem_floor = f"{r['memory_vs_floor']:.2f}" if r["memory_vs_floor"] is not None else "-"
         print(f"{r['loss']:<6} {r['shape']:<34} {r['impl']:<10} {r['ms']:>9.2f} {r['peak_mb']:>9.1f} "
-              f"{r['speedup_vs_reference']:>7.2f} {mem_ref:>8} {r['time_vs_floor']:>8.2f} {mem_floor:>9}", flush=True)
+              f"{r['speedup_vs_reference']:>7.2f} {r['memory_vs_reference']:>8.2f} {r['time_vs_floor']:>8.2f} "
+              f"{r['memory_vs_floor']:>9.2f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,9 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--losses", default=",".join(LOSSES), help=f"comma list of {LOSSES}")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed repetitions per case")
+    parser.add_argument("--min-time", type=float, default=1.0,
+                        help="seconds of timed repetitions per implementation and case")
     parser.add_argument("--json", default=None, help="where to write results (default benchmarks/results-DEVICE.json)")
+    parser.add_argument("--memory-probe", nargs=4, metavar=("LOSS", "LEVEL", "BATCH", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        loss, level, batch, impl = args.memory_probe
+        return memory_probe(loss, level, int(batch), impl)
     torch.manual_seed(0)
     losses = tuple(args.losses.split(","))
     print(f"kdloss loss benchmark: device={args.device} batch={args.batch} torch={torch.__version__} "

@@ -14,7 +14,6 @@ Reference: :func:`kdloss.functional.bckd.bckd_parts`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss.detection import decode_dfl_boxes, generalized_iou
@@ -22,21 +21,35 @@ from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
 
+def _sigmoid_and_softplus_neg_abs(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``σ(x)`` and ``log(1 + exp(−|x|))`` from one exponential ``e = exp(−|x|)``."""
+    e = torch.exp(-x.abs())
+    return torch.where(x >= 0, 1.0, e) / (1.0 + e), torch.log1p(e)
+
+
+def _weight(gap: Tensor, beta: float) -> Tensor:
+    return gap if beta == 1.0 else gap.pow(beta)  # the common beta = 1 needs no pow
+
+
 def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``(R, nc)`` logits → (class-term sum, ``max_c |p_t − p_s|`` ``(R,)``, ``max_c p_t`` ``(R,)``)."""
+    """``(R, nc)`` logits → (class-term sum, ``max_c |p_t − p_s|`` ``(R,)``, ``max_c p_t`` ``(R,)``).
+
+    ``BCE_with_logits(x, p) = max(x, 0) − x·p + log(1 + exp(−|x|))``, sharing its exponential with ``σ(x)``.
+    """
     dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
     x = student.to(dtype)
     p_t = torch.sigmoid(teacher.to(dtype))
-    gap = (p_t - torch.sigmoid(x)).abs()
-    bce = F.binary_cross_entropy_with_logits(x, p_t, reduction="none")
-    return (bce * gap.pow(beta)).sum(), gap.amax(1), p_t.amax(1)
+    p_s, softplus = _sigmoid_and_softplus_neg_abs(x)
+    gap = (p_t - p_s).abs()
+    bce = x.clamp(min=0) - x * p_t + softplus
+    return (bce * _weight(gap, beta)).sum(), gap.amax(1), p_t.amax(1)
 
 
 def bckd_cls_backward(student: Tensor, teacher: Tensor, beta: float, factor: Tensor) -> Tensor:
     """``factor · (p_s − p_t) · |p_t − p_s|^beta`` in the student's dtype."""
-    x = student.to(factor.dtype)
-    p_s, p_t = torch.sigmoid(x), torch.sigmoid(teacher.to(factor.dtype))
-    return ((p_s - p_t) * (p_t - p_s).abs().pow(beta) * factor).to(student.dtype)
+    p_s = torch.sigmoid(student.to(factor.dtype))
+    diff = p_s - torch.sigmoid(teacher.to(factor.dtype))
+    return (diff * _weight(diff.abs(), beta) * factor).to(student.dtype)
 
 
 def bckd_box_sum(box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor) -> Tensor:

@@ -23,12 +23,20 @@ from kdloss.ops._compile import LazyCompiled
 
 
 def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``(R, L)`` logits → (``Σ_r KL_r``, ``lse_s (R,)``, ``lse_t (R,)``) in float32 (float64 stays)."""
+    """``(R, L)`` logits → (``Σ_r KL_r``, ``lse_s (R,)``, ``lse_t (R,)``) in float32 (float64 stays).
+
+    Written so that each element's exponential is taken once: ``e_t = exp(t − max t)`` serves both the
+    normaliser ``Σ e_t`` and the weighted sum ``Σ e_t (t − s)``, which compile into one loop per row.
+    """
     dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
     s = student.to(dtype) * inv_tau
     t = teacher.to(dtype) * inv_tau
-    lse_s, lse_t = torch.logsumexp(s, 1), torch.logsumexp(t, 1)
-    kl = (torch.exp(t - lse_t[:, None]) * (t - s)).sum(1) + lse_s - lse_t
+    max_s, max_t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)
+    e_t = torch.exp(t - max_t)
+    sum_t = e_t.sum(1)
+    lse_s = torch.log(torch.exp(s - max_s).sum(1)) + max_s[:, 0]
+    lse_t = torch.log(sum_t) + max_t[:, 0]
+    kl = (e_t * (t - s)).sum(1) / sum_t + lse_s - lse_t
     return kl.sum(), lse_s, lse_t
 
 
@@ -55,29 +63,28 @@ def kernels_for(tensor: Tensor, kernels: str = "auto"):
 
 
 class CWDRowsFunction(torch.autograd.Function):
-    """``Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over ``(R, L)`` rows; gradient for the student only."""
+    """``scale · Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over ``(R, L)`` rows; gradient for the student."""
 
     @staticmethod
-    def forward(ctx, student: Tensor, teacher: Tensor, tau: float, kernels: str) -> Tensor:
+    def forward(ctx, student: Tensor, teacher: Tensor, tau: float, kernels: str, scale: float = 1.0) -> Tensor:
         forward, backward = kernels_for(student, kernels)
         with torch.autocast(student.device.type, enabled=False):
             total, lse_s, lse_t = forward(student, teacher, 1.0 / tau)
         ctx.save_for_backward(student, teacher, lse_s, lse_t)
-        ctx.tau, ctx.backward_kernel = tau, backward
-        return total
+        ctx.tau, ctx.scale, ctx.backward_kernel = tau, scale, backward
+        return total * scale
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         student, teacher, lse_s, lse_t = ctx.saved_tensors
-        factor = (grad_output / ctx.tau).to(lse_s.dtype)
+        factor = (grad_output * (ctx.scale / ctx.tau)).to(lse_s.dtype)
         with torch.autocast(student.device.type, enabled=False):
             grad = ctx.backward_kernel(student, teacher, lse_s, lse_t, 1.0 / ctx.tau, factor)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def cwd_level_fused(student: Tensor, teacher: Tensor, tau: float, kernels: str = "auto") -> Tensor:
     """Same value and gradient as :func:`kdloss.functional.cwd.cwd_level`, on validated ``(N, C, H, W)``."""
     n, c = student.shape[:2]
     rows = student.reshape(n * c, -1)
-    total = CWDRowsFunction.apply(rows, teacher.detach().reshape(n * c, -1), tau, kernels)
-    return total * (tau**2 / (n * c))
+    return CWDRowsFunction.apply(rows, teacher.detach().reshape(n * c, -1), tau, kernels, tau**2 / (n * c))
