@@ -16,7 +16,7 @@ commands:
   distill   train a student while distilling from a teacher (all ultralytics train keys work)
             kdloss distill student=yolov8n.yaml teacher=teacher.pt data=data.yaml feature_loss=cwd logit_loss=bckd
   demo      the main job: teacher, baseline and distilled student on a built-in dataset (~10 min on 2 CPUs)
-            kdloss demo [epochs=30 teacher_epochs=30 imgsz=128 seeds=0 methods=none,bckd+cwd workdir=runs/kdloss-demo]
+            kdloss demo [epochs=30 teacher_epochs=30 imgsz=128 seeds=1 methods=none,bckd+cwd workdir=runs/kdloss-demo]
   experiment  every method × seed with identical settings, then the table (mean ± std over seeds)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
                 methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd
@@ -90,6 +90,7 @@ def experiment_command(args: list[str]):
         evaluate,
         evaluation_split,
         markdown_table,
+        parse_seeds,
         run_experiment,
         summarize,
     )
@@ -101,8 +102,7 @@ def experiment_command(args: list[str]):
     if missing:
         raise ValueError(f"kdloss experiment needs {', '.join(k + '=...' for k in missing)}")
     methods = str(pairs.pop("methods", "none,bckd+cwd")).split(",")
-    seeds_value = pairs.pop("seeds", 1)
-    seeds = list(range(seeds_value)) if isinstance(seeds_value, int) else [int(s) for s in str(seeds_value).split(",")]
+    seeds = parse_seeds(pairs.pop("seeds", 1))
     data, student, teacher = pairs.pop("data"), str(pairs.pop("student")), pairs.pop("teacher", None)
     project = pairs.pop("project", "runs/kdloss-experiment")
     results = run_experiment(data, student, teacher, methods, seeds, project, **pairs)

@@ -11,6 +11,7 @@ from kdloss.adapters.ultralytics.experiment import (
     RunResult,
     markdown_table,
     parse_method,
+    parse_seeds,
     run_experiment,
     summarize,
 )
@@ -26,6 +27,12 @@ def test_parse_method():
     for bad in ("cwd+mgd", "kd", "none+cwd"):
         with pytest.raises(ValueError, match="use none, builtin"):
             parse_method(bad)
+
+
+def test_parse_seeds():
+    assert parse_seeds(3) == [0, 1, 2] and parse_seeds("0,4") == [0, 4] and parse_seeds((1, 2)) == [1, 2]
+    with pytest.raises(ValueError, match="give a count"):
+        parse_seeds("a,b")
 
 
 def test_summary_means_stds_and_deltas():

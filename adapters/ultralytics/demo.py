@@ -16,10 +16,17 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
-from kdloss.adapters.ultralytics.experiment import evaluate, evaluation_split, markdown_table, run_experiment, summarize
+from kdloss.adapters.ultralytics.experiment import (
+    evaluate,
+    evaluation_split,
+    markdown_table,
+    parse_seeds,
+    run_experiment,
+    summarize,
+)
 
 DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher_epochs": 30, "imgsz": 128, "batch": 32,
-            "train_images": 256, "val_images": 64, "test_images": 64, "seeds": "0", "methods": "none,bckd+cwd",
+            "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1, "methods": "none,bckd+cwd",
             "device": "cpu", "workers": 2}
 
 
@@ -28,7 +35,8 @@ def _say(message: str) -> None:
 
 
 def run_demo(**options) -> str:
-    """Run the demo; ``options`` override :data:`DEFAULTS` (CLI: ``kdloss demo epochs=60 seeds=0,1,2``)."""
+    """Run the demo; ``options`` override :data:`DEFAULTS` (CLI: ``kdloss demo epochs=60 seeds=3``;
+    ``seeds`` is a count or a list, as for ``kdloss experiment``)."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown demo option(s) {sorted(unknown)}; options: {', '.join(DEFAULTS)}")
@@ -52,7 +60,7 @@ def run_demo(**options) -> str:
                                    name="teacher", exist_ok=True, seed=0, **common)
 
     methods = str(o["methods"]).split(",")
-    seeds = [int(s) for s in str(o["seeds"]).split(",")]
+    seeds = parse_seeds(o["seeds"])
     _say(f"3/4 training yolov8n students for {o['epochs']} epochs: {', '.join(methods)} × seeds {seeds}")
     results = run_experiment(data, "yolov8n.yaml", str(teacher), methods, seeds, workdir / "students",
                              epochs=int(o["epochs"]), **common)

@@ -38,6 +38,17 @@ class RunResult:
     split: str
 
 
+def parse_seeds(value) -> list[int]:
+    """``3`` → ``[0, 1, 2]``; ``"0,4"``, ``(0, 4)`` or ``[0, 4]`` → ``[0, 4]``."""
+    if isinstance(value, int):
+        return list(range(value))
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        return [int(item) for item in items]
+    except ValueError as e:
+        raise ValueError(f"seeds={value!r}: give a count (seeds=3) or a list (seeds=0,1,2)") from e
+
+
 def parse_method(method: str) -> dict[str, str] | None:
     """``"bckd+cwd"`` → ``{"logit_loss": "bckd", "feature_loss": "cwd"}``; ``none``/``builtin`` → ``None``."""
     if method in {"none", "builtin"}:
