@@ -110,13 +110,13 @@ def test_model_loss_returns_detection_and_distillation_terms():
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
     model.train()
     loss, items = model.loss(batch)
-    assert loss.shape == (4,) and list(items)[-3:] == ["cwd", "bckd_cls", "bckd_box"]
+    assert loss.shape == (4,) and list(items)[-3:] == ["cwd_loss", "bckd_cls_loss", "bckd_box_loss"]
     loss.sum().backward()
     assert model.projector.losses["cwd"].align.convs[0].weight.grad is not None
     assert all(p.grad is None for p in model.teacher_model.parameters())
     model.eval()
     loss, eval_items = model.loss(batch)
-    assert list(eval_items) == list(items) and eval_items["cwd"] == 0 and loss[-1] == 0
+    assert list(eval_items) == list(items) and eval_items["cwd_loss"] == 0 and loss[-1] == 0
 
 
 def test_error_class_count_mismatch():

@@ -99,7 +99,8 @@ class KDDistillationModel(DistillationModel):
 
         Returns ``(loss_vector, loss_items)``: ``loss_vector`` is the student's ``[box, cls, dfl]`` times batch
         size followed by the distillation total times batch size; ``loss_items`` adds one detached entry per
-        distillation term (e.g. ``cwd``, ``bckd_cls``, ``bckd_box``), which ultralytics shows as columns.
+        distillation term (``cwd_loss``, ``bckd_cls_loss``, ``bckd_box_loss``, ...), which ultralytics shows as
+        columns of the progress bar and results.csv, and plots in results.png (it plots columns named ``*loss*``).
         In eval mode the distillation terms are zeros with the same keys.
         """
         if not self.training:
@@ -107,7 +108,7 @@ class KDDistillationModel(DistillationModel):
                 preds = self.student_model(batch["img"])
             regular, items = self.student_model.loss(batch, preds)
             zero = torch.zeros(1, device=batch["img"].device)
-            items.update({key: zero[0] for key in self.projector.part_keys()})
+            items.update({f"{key}_loss": zero[0] for key in self.projector.part_keys()})
             return torch.cat([regular, zero]), items
 
         self._teacher_feats.clear()
@@ -117,7 +118,7 @@ class KDDistillationModel(DistillationModel):
         preds = self.student_model(batch["img"])
         regular, items = self.student_model.loss(batch, preds)
         total, parts = self.projector(self._criterion_inputs(), progress=self.progress)
-        items.update(parts)
+        items.update({f"{key}_loss": value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
