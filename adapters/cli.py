@@ -86,14 +86,7 @@ def demo_command(args: list[str]):
 def experiment_command(args: list[str]):
     from ultralytics.utils import DEFAULT_CFG_KEYS
 
-    from kdloss.adapters.ultralytics.experiment import (
-        evaluate,
-        evaluation_split,
-        markdown_table,
-        parse_seeds,
-        run_experiment,
-        summarize,
-    )
+    from kdloss.adapters.ultralytics.experiment import markdown_table, parse_seeds, run_and_summarize
 
     allowed = (set(DEFAULT_CFG_KEYS) - {"model", "mode", "task", "name", "seed"}) | {"student", "teacher", "methods",
                                                                                     "seeds"}
@@ -105,12 +98,8 @@ def experiment_command(args: list[str]):
     seeds = parse_seeds(pairs.pop("seeds", 1))
     data, student, teacher = pairs.pop("data"), str(pairs.pop("student")), pairs.pop("teacher", None)
     project = pairs.pop("project", "runs/kdloss-experiment")
-    results = run_experiment(data, student, teacher, methods, seeds, project, **pairs)
-    teacher_row = None
-    if teacher:
-        teacher_row = evaluate(teacher, data, int(pairs.get("imgsz", 640)), evaluation_split(data), "teacher", 0,
-                               pairs.get("device"))
-    table = markdown_table(summarize(results, teacher_row))
+    _, _, rows = run_and_summarize(data, student, teacher, methods, seeds, project, **pairs)
+    table = markdown_table(rows)
     print("\n" + table)
     from pathlib import Path
 

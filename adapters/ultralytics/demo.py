@@ -16,14 +16,7 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
-from kdloss.adapters.ultralytics.experiment import (
-    evaluate,
-    evaluation_split,
-    markdown_table,
-    parse_seeds,
-    run_experiment,
-    summarize,
-)
+from kdloss.adapters.ultralytics.experiment import evaluation_split, markdown_table, parse_seeds, run_and_summarize
 
 DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher_epochs": 30, "imgsz": 128, "batch": 32,
             "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1, "methods": "none,bckd+cwd",
@@ -62,13 +55,11 @@ def run_demo(**options) -> str:
     methods = str(o["methods"]).split(",")
     seeds = parse_seeds(o["seeds"])
     _say(f"3/4 training yolov8n students for {o['epochs']} epochs: {', '.join(methods)} × seeds {seeds}")
-    results = run_experiment(data, "yolov8n.yaml", str(teacher), methods, seeds, workdir / "students",
-                             epochs=int(o["epochs"]), **common)
+    results, teacher_result, rows = run_and_summarize(data, "yolov8n.yaml", str(teacher), methods, seeds,
+                                                      workdir / "students", epochs=int(o["epochs"]), **common)
 
-    _say("4/4 evaluating the teacher and writing the report")
+    _say("4/4 writing the report")
     split = evaluation_split(data)
-    teacher_result = evaluate(teacher, data, int(o["imgsz"]), split, "teacher", 0, o["device"])
-    rows = summarize(results, teacher_result)
     table = markdown_table(rows)
     minutes = (time.time() - start) / 60
     report = "\n".join([

@@ -124,6 +124,17 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
     return results
 
 
+def run_and_summarize(data: str | Path, student: str, teacher: str | None, methods: list[str], seeds: list[int],
+                      project: str | Path, **train_args) -> tuple[list[RunResult], RunResult | None, list[dict]]:
+    """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows."""
+    results = run_experiment(data, student, teacher, methods, seeds, project, **train_args)
+    teacher_result = None
+    if teacher:
+        teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
+                                  0, train_args.get("device"))
+    return results, teacher_result, summarize(results, teacher_result)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
