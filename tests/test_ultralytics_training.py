@@ -183,6 +183,12 @@ def test_pruned_student_keeps_its_channels_through_distillation_and_resume(data,
     assert get_flops(best, 64) < 0.6 * full_flops
 
 
+def test_pruned_student_on_other_classes_is_an_error_not_a_silent_rebuild(data, teacher, tmp_path):
+    save_pruned_student(tmp_path / "pruned3.pt", nc=3)
+    with pytest.raises(ValueError, match="predicts 3 classes, the data 6, and its layers no longer match its yaml"):
+        distill(tmp_path / "pruned3.pt", teacher, data, project=str(tmp_path), name="r", **COMMON)
+
+
 def test_class_mismatch_is_a_clear_error(data, tmp_path):
     teacher = tmp_path / "teacher3.pt"
     torch.save({"model": DetectionModel("yolov8s.yaml", nc=3, verbose=False), "train_args": {}}, teacher)

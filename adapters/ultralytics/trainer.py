@@ -10,6 +10,7 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from kdloss.adapters.ultralytics.config import DistillConfig
+from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
 
 
@@ -55,6 +56,10 @@ class DistillationTrainer(DetectionTrainer):
                 count = sum(p.numel() for p in model.parameters())
                 LOGGER.info(f"kdloss: training the loaded student as it is ({count:,} parameters)")
             return self.set_model_names_for_load(model)
+        if weights is not None and not _matches_its_yaml(weights):
+            raise ValueError(f"the student checkpoint predicts {detect_head(weights).nc} classes, the data "
+                             f"{self.data['nc']}, and its layers no longer match its yaml (pruned?): ultralytics "
+                             "would rebuild it from the yaml and lose them. Fine-tune it on data with its classes.")
         return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
 
     def setup_model(self):
@@ -90,8 +95,15 @@ class DistillationTrainer(DetectionTrainer):
 
 
 def _same_classes(weights, data: dict) -> bool:
-    names = getattr(weights, "names", None)
-    return getattr(weights, "nc", None) == data["nc"] or (names is not None and len(names) == data["nc"])
+    return detect_head(weights).nc == data["nc"]
+
+
+def _matches_its_yaml(weights) -> bool:
+    """Whether every tensor of ``weights`` has the shape its yaml builds (false for pruned models)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    reference = DetectionModel(deepcopy(weights.yaml), nc=detect_head(weights).nc, verbose=False).state_dict()
+    return all(k in reference and reference[k].shape == v.shape for k, v in weights.state_dict().items())
 
 
 def _reset_batch_counter(trainer) -> None:
