@@ -74,8 +74,10 @@ def check_detection_pair(
                     f"{loss}: {side}.anchors must be ({a}, 2) and strides ({a},), got "
                     f"{tuple(out.anchors.shape)} and {tuple(out.strides.shape)}"
                 )
-            check_same_device(loss, f"{side} anchors", out.cls, out.anchors)
-            check_same_device(loss, f"{side} strides", out.cls, out.strides)
+            for name in ("anchors", "strides"):
+                tensor = getattr(out, name)
+                if tensor.device != out.cls.device:
+                    raise ValueError(f"{loss}: {side}.{name} is on {tensor.device} but {side}.cls on {out.cls.device}")
 
 
 def decode_dfl_boxes(box_logits: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:

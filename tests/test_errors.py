@@ -129,6 +129,13 @@ def test_bckd_needs_anchors():
         BCKD()(wrong, t)
 
 
+def test_bckd_anchors_on_another_device():
+    s, t = detection_pair()
+    moved = DetectionOutput(cls=s.cls, box=s.box, anchors=s.anchors.to("meta"), strides=s.strides)
+    with pytest.raises(ValueError, match=r"BCKD: student.anchors is on meta but student.cls on cpu"):
+        BCKD()(moved, t)
+
+
 def test_bckd_bad_avg_factor():
     s, t = detection_pair()
     with pytest.raises(ValueError, match="BCKD: avg_factor must be a positive scalar"):

@@ -42,7 +42,7 @@ def test_core_imports_no_framework():
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                # triton: optional, ships with CUDA builds of torch; its import is guarded (kdloss/ops/triton_kernels.py)
+                # triton: optional, ships with CUDA builds of torch; kdloss/ops/triton_kernels.py guards it
                 allowed = {"torch", "einops", "numpy", "kdloss", "triton", "__future__"}
                 assert top in allowed or top in sys.stdlib_module_names, \
                     f"{path.relative_to(ROOT)} imports {name}"
