@@ -181,3 +181,26 @@ def _init_without_dataset(cls, overrides, cfg=None):
 
     with mock.patch.object(cls, "get_dataset", lambda self: {"nc": 80, "names": {}, "channels": 3}):
         return cls(cfg=cfg or DEFAULT_CFG, overrides=dict(overrides))
+
+
+def test_ultralytics_ddp_script_rebuilds_our_trainer(tmp_path):
+    """ultralytics' multi-GPU launch pickles the trainer class and its args into a generated script that
+    each worker runs; run that script's set-up (everything but training) in a fresh process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ultralytics.utils.dist import generate_ddp_file
+
+    from kdloss.adapters.ultralytics import DistillationTrainer
+    from kdloss.adapters.ultralytics.data import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "shapes", train=4, val=2, imgsz=32)
+    overrides = {"model": "yolov8n.yaml", "data": str(data), "teacher": "t.pt", "feature_loss": "mgd",
+                 "feature_layers": [15, 18], "project": str(tmp_path), "name": "ddp"}
+    trainer = DistillationTrainer(overrides=overrides)
+    script = Path(generate_ddp_file(trainer))
+    code = script.read_text().replace("trainer.train()", "print('CONFIG', trainer.distill_config)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "feature_loss='mgd'" in result.stdout and "feature_layers=[15, 18]" in result.stdout
