@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss._checks import compute_dtype, zero_loss
@@ -42,8 +43,8 @@ def _mean_over_outputs(student: DetectionOutput, teacher: DetectionOutput, power
 def error_sum(student: Tensor, teacher: Tensor, power: int) -> Tensor:
     """``Σ |s − t|^power`` (power 1 or 2), computed in float32 (float64 stays); the teacher is a constant."""
     dtype = compute_dtype(student)
-    diff = student.to(dtype) - teacher.detach().to(dtype)
-    return (diff.abs() if power == 1 else diff.square()).sum()
+    s, t = student.to(dtype), teacher.detach().to(dtype)
+    return F.l1_loss(s, t, reduction="sum") if power == 1 else F.mse_loss(s, t, reduction="sum")
 
 
 ERROR_SUM_IMPLS = {"eager": error_sum, "fused": error_sum_fused, "compile": LazyCompiled(error_sum)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss._checks import FeatureLevels, compute_dtype, feature_levels, zero_loss
@@ -32,7 +33,7 @@ def mimic(student: FeatureLevels, teacher: FeatureLevels, *, impl: str = "auto",
 def mimic_level(student: Tensor, teacher: Tensor) -> Tensor:
     """One level of :func:`mimic` on validated, non-empty tensors."""
     dtype = compute_dtype(student)
-    return (student.to(dtype) - teacher.detach().to(dtype)).square().mean()
+    return F.mse_loss(student.to(dtype), teacher.detach().to(dtype))
 
 
 def mimic_level_fused(student: Tensor, teacher: Tensor) -> Tensor:
