@@ -16,6 +16,8 @@ def l1(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto"
     """Mean absolute difference of all raw outputs (class and DFL box logits together).
 
     ``loss = (Σ|s.cls − t.cls| + Σ|s.box − t.box|) / (B·A·(nc + 4·reg_max))``; the teacher is a constant.
+    ``student``/``teacher``: :class:`kdloss.DetectionOutput` with ``cls (B, A, nc)`` and ``box (B, A, 4, reg_max)``
+    (anchors unused). Returns a scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     ``impl``: ``"eager"``, ``"fused"`` (one-pass error sums, :mod:`kdloss.ops.errors`), ``"compile"``, ``"auto"``.
     """
     check_detection_pair("L1", student, teacher, check_finite=check_finite)
@@ -26,7 +28,7 @@ def l2(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto"
     """Mean squared difference of all raw outputs (class and DFL box logits together).
 
     ``loss = (Σ(s.cls − t.cls)² + Σ(s.box − t.box)²) / (B·A·(nc + 4·reg_max))``; the teacher is a constant.
-    ``impl``: as for :func:`l1`.
+    Inputs, result and ``impl`` as for :func:`l1`.
     """
     check_detection_pair("L2", student, teacher, check_finite=check_finite)
     return _mean_over_outputs(student, teacher, 2, resolve_impl("L2", impl))
