@@ -25,11 +25,11 @@ IMPLS = ("reference", "eager", "fused", "compile")
 
 @dataclass
 class Case:
-    """``run[impl](inputs)`` returns a scalar loss; ``student`` names the inputs that need gradients."""
+    """``run[impl]()`` returns a scalar loss on the case's tensors; ``student`` holds those that need
+    gradients, ``teacher`` their constant counterparts."""
 
     loss: str
     shape: str
-    inputs: dict[str, object]
     student: list[Tensor]
     teacher: list[Tensor]
     run: dict[str, Callable[[], Tensor]]
@@ -44,7 +44,7 @@ def cwd_case(batch: int, level: str, device: str) -> Case:
     s, t = _feature(batch, level, device, True), _feature(batch, level, device, False)
     run = {"reference": lambda: references.cwd_mmrazor_style(s, t)}
     run |= {impl: (lambda impl=impl: KF.cwd(s, t, impl=impl)) for impl in IMPLS[1:]}
-    return Case("cwd", f"{level} {tuple(s.shape)}", {}, [s], [t], run)
+    return Case("cwd", f"{level} {tuple(s.shape)}", [s], [t], run)
 
 
 def mimic_case(batch: int, device: str) -> Case:
@@ -52,7 +52,7 @@ def mimic_case(batch: int, device: str) -> Case:
     t = [_feature(batch, level, device, False) for level in LEVELS]
     run = {"reference": lambda: sum(references.mimic_reference(a, b) for a, b in zip(s, t))}
     run |= {impl: (lambda impl=impl: KF.mimic(s, t, impl=impl)) for impl in IMPLS[1:]}
-    return Case("mimic", "P3+P4+P5", {}, s, t, run)
+    return Case("mimic", "P3+P4+P5", s, t, run)
 
 
 def mgd_case(batch: int, device: str) -> Case:
@@ -61,7 +61,7 @@ def mgd_case(batch: int, device: str) -> Case:
     nets = [generation_block(c).to(device) for c, _ in LEVELS.values()]
     run = {"reference": lambda: sum(references.mgd_official_style(a, b, g) for a, b, g in zip(s, t, nets))}
     run |= {impl: (lambda impl=impl: KF.mgd(s, t, nets, impl=impl)) for impl in IMPLS[1:]}
-    return Case("mgd", "P3+P4+P5", {}, s, t, run)
+    return Case("mgd", "P3+P4+P5", s, t, run)
 
 
 def _head(batch: int, device: str, requires_grad: bool) -> DetectionOutput:
@@ -86,7 +86,7 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
         reference = lambda: ref_fn(s.cls, s.box, t.cls, t.box)  # noqa: E731
         fn = KF.l1 if loss == "l1" else KF.l2
     run = {"reference": reference} | {impl: (lambda impl=impl: fn(s, t, impl=impl)) for impl in IMPLS[1:]}
-    return Case(loss, f"A=8400 nc={NC} reg_max={REG_MAX} B={batch}", {}, [s.cls, s.box], [t.cls, t.box], run)
+    return Case(loss, f"A=8400 nc={NC} reg_max={REG_MAX} B={batch}", [s.cls, s.box], [t.cls, t.box], run)
 
 
 def case_keys(losses: tuple[str, ...]) -> list[tuple[str, str]]:
