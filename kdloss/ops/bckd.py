@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kdloss._checks import compute_dtype
 from kdloss.detection import decode_dfl_boxes, generalized_iou
 from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
@@ -36,7 +37,7 @@ def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Ten
 
     ``BCE_with_logits(x, p) = max(x, 0) − x·p + log(1 + exp(−|x|))``, sharing its exponential with ``σ(x)``.
     """
-    dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(student)
     x = student.to(dtype)
     p_t = torch.sigmoid(teacher.to(dtype))
     p_s, softplus = _sigmoid_and_softplus_neg_abs(x)
@@ -89,7 +90,7 @@ class BCKDClassFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_total: Tensor, _grad_gap: Tensor, _grad_pt: Tensor):
         student, teacher = ctx.saved_tensors
-        dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+        dtype = compute_dtype(student)
         with torch.autocast(student.device.type, enabled=False):
             grad = ctx.backward_kernel(student, teacher, ctx.beta, grad_total.to(dtype))
         return grad, None, None, None

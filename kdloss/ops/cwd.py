@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kdloss._checks import compute_dtype
 from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
@@ -28,7 +29,7 @@ def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[
     Written so that each element's exponential is taken once: ``e_t = exp(t − max t)`` serves both the
     normaliser ``Σ e_t`` and the weighted sum ``Σ e_t (t − s)``, which compile into one loop per row.
     """
-    dtype = torch.float64 if student.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(student)
     s = student.to(dtype) * inv_tau
     t = teacher.to(dtype) * inv_tau
     max_s, max_t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)

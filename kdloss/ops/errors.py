@@ -10,15 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from kdloss._checks import compute_dtype
 from kdloss.ops._compile import LazyCompiled
 
 
-def _dtype(tensor: Tensor) -> torch.dtype:
-    return torch.float64 if tensor.dtype == torch.float64 else torch.float32
-
-
 def squared_error_sum(student: Tensor, teacher: Tensor) -> Tensor:
-    diff = student.to(_dtype(student)) - teacher.to(_dtype(student))
+    diff = student.to(compute_dtype(student)) - teacher.to(compute_dtype(student))
     return (diff * diff).sum()
 
 
@@ -27,7 +24,7 @@ def squared_error_grad(student: Tensor, teacher: Tensor, factor: Tensor) -> Tens
 
 
 def absolute_error_sum(student: Tensor, teacher: Tensor) -> Tensor:
-    return (student.to(_dtype(student)) - teacher.to(_dtype(student))).abs().sum()
+    return (student.to(compute_dtype(student)) - teacher.to(compute_dtype(student))).abs().sum()
 
 
 def absolute_error_grad(student: Tensor, teacher: Tensor, factor: Tensor) -> Tensor:
@@ -58,7 +55,7 @@ class ErrorSumFunction(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         student, teacher = ctx.saved_tensors
         with torch.autocast(student.device.type, enabled=False):
-            grad = ctx.backward_kernel(student, teacher, grad_output.to(_dtype(student)))
+            grad = ctx.backward_kernel(student, teacher, grad_output.to(compute_dtype(student)))
         return grad, None, None, None
 
 
