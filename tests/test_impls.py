@@ -13,7 +13,7 @@ import kdloss.functional as KF
 from kdloss import BCKD, CWD, L1, L2, MGD, DetectionOutput, Mimic
 from kdloss.ops import _compile, triton_kernels
 from kdloss.ops.bckd import BCKDClassFunction, bckd_cls_forward
-from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward
+from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward, cwd_rows_value_and_grad
 from kdloss.ops.errors import ErrorSumFunction
 
 IMPLS = ["fused", "compile"]
@@ -166,18 +166,51 @@ def test_bckd_class_function_gradient_float64():
         assert s.grad[i].item() == pytest.approx(((frozen(bumped) - frozen(lowered)) / (2 * eps)).item(), rel=1e-6)
 
 
-def test_fused_cwd_saves_statistics_not_softmaxes():
+def _cwd_saved_tensors(s, t, kernels):
+    value = CWDRowsFunction.apply(s.reshape(16, -1), t.reshape(16, -1), 1.0, kernels)
+    return value.grad_fn.saved_tensors
+
+
+def test_fused_cwd_on_cpu_saves_the_unscaled_gradient_only():
     s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
     t = features([(2, 8, 16, 16)], seed=2)[0]
-    value = KF.cwd(s, t, impl="fused")
-    node = value.grad_fn
-    while type(node).__name__ != "CWDRowsFunctionBackward":
-        node = node.next_functions[0][0]
-    saved = node.saved_tensors
+    for kernels in ("torch", "compiled"):
+        (saved,) = _cwd_saved_tensors(s, t, kernels)
+        expected = torch.softmax(s.detach().reshape(16, -1), 1) - torch.softmax(t.reshape(16, -1), 1)
+        torch.testing.assert_close(saved, expected)  # one gradient-sized tensor, no softmax kept
+
+
+@pytest.mark.skipif(not triton_kernels.AVAILABLE, reason="triton not installed")
+def test_fused_cwd_triton_saves_statistics_not_softmaxes():
+    s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
+    t = features([(2, 8, 16, 16)], seed=2)[0]
+    saved = _cwd_saved_tensors(s, t, "triton")
     full = [x for x in saved if x.numel() == s.numel()]
     assert len(full) == 2 and all(x.untyped_storage().data_ptr() in {s.untyped_storage().data_ptr(),
                                                                       t.untyped_storage().data_ptr()} for x in full)
     assert sorted(x.numel() for x in saved if x.numel() != s.numel()) == [16, 16]  # lse per row, N·C rows
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_cwd_function_backward_twice_with_retain_graph(kernels):
+    """The saved gradient is scaled out of place: a second backward (retain_graph) adds the same again."""
+    s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
+    t = features([(2, 8, 16, 16)], seed=2)[0]
+    value = CWDRowsFunction.apply(s.reshape(16, -1), t.reshape(16, -1), 1.0, kernels, 0.5)
+    (value * 3.0).backward(retain_graph=True)
+    first = s.grad.clone()
+    (value * 3.0).backward()
+    torch.testing.assert_close(s.grad, 2 * first)
+
+
+@pytest.mark.parametrize("kernels", ["torch", "compiled"])
+def test_cwd_function_without_grad_gives_the_same_value(kernels):
+    s = features([(2, 8, 16, 16)], seed=1)[0].reshape(16, -1)
+    t = features([(2, 8, 16, 16)], seed=2)[0].reshape(16, -1)
+    plain = CWDRowsFunction.apply(s, t, 1.3, kernels)
+    with_grad = CWDRowsFunction.apply(s.clone().requires_grad_(True), t, 1.3, kernels)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, with_grad.detach())
 
 
 def test_fused_bckd_saves_only_inputs():
@@ -192,12 +225,18 @@ def test_bckd_fused_soft_count_matches_reference():
     torch.testing.assert_close(pt_max.sum(), torch.sigmoid(t.cls).amax(-1).sum())
 
 
-def test_cwd_forward_kernel_in_low_precision_accumulates_in_float32():
+def test_cwd_kernels_in_low_precision_accumulate_in_float32():
     s = torch.randn(8, 400).bfloat16()
     t = torch.randn(8, 400).bfloat16()
     total, lse_s, _ = cwd_rows_forward(s, t, 1.0)
     assert total.dtype == torch.float32 and lse_s.dtype == torch.float32
     torch.testing.assert_close(total, cwd_rows_forward(s.float(), t.float(), 1.0)[0])
+    value, grad = cwd_rows_value_and_grad(s, t, 1.0)
+    assert value.dtype == torch.float32 and grad.dtype == torch.float32
+    torch.testing.assert_close(grad, torch.softmax(s.float(), 1) - torch.softmax(t.float(), 1))
+    student = s.clone().requires_grad_(True)
+    CWDRowsFunction.apply(student, t, 1.0, "torch").backward()
+    assert student.grad.dtype == torch.bfloat16
 
 
 def test_compile_failure_warns_once_and_falls_back(monkeypatch):

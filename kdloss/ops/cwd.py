@@ -1,4 +1,4 @@
-"""Fused CWD: a custom autograd Function that keeps per-row log-sum-exp statistics, not the softmaxes.
+"""Fused CWD: a custom autograd Function that never keeps a softmax.
 
 Rows are the ``N·C`` channel maps, each a distribution over its ``L = H·W`` positions. For row ``r``,
 with ``s`` and ``t`` already divided by tau::
@@ -6,11 +6,18 @@ with ``s`` and ``t`` already divided by tau::
     KL_r = Σ_j p_t,j (t_j − s_j) + lse(s) − lse(t),      p_t = exp(t − lse(t))
     ∂(Σ_r KL_r)/∂student_j = (softmax(s)_j − p_t,j) / tau
 
-Forward saves the inputs (references, no copies) and two floats per row; backward recomputes both
-softmaxes from them. The reference it replaces is :func:`kdloss.functional.cwd.cwd_level`.
+Two strategies, chosen by the kernels:
 
-The per-row kernels come in three builds with the same maths: Triton (CUDA), the torch bodies below
-compiled by inductor into one loop nest per row (CPU), and the same bodies run eagerly (fallback).
+- GPU (Triton, :mod:`kdloss.ops.triton_kernels`): forward saves two floats per row (``lse(s)``, ``lse(t)``)
+  and backward recomputes both softmaxes from the inputs. Memory traffic is what costs there.
+- CPU (inductor-compiled torch, or the same torch code run eagerly as the fallback): the exponentials
+  are what costs, so forward takes one exponential per element of each input and, while the row is in
+  cache, also writes the unscaled gradient ``softmax(s) − softmax(t)``, which backward only scales.
+  That gradient is the tensor backward would allocate anyway, and the loss's backward runs first in a
+  training step, so this moves its allocation earlier without raising the step's peak memory. Without
+  ``requires_grad`` (evaluation) forward computes the statistics only.
+
+The reference they replace is :func:`kdloss.functional.cwd.cwd_level`.
 """
 
 from __future__ import annotations
@@ -23,15 +30,18 @@ from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
 
+def _scaled_rows(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor]:
+    dtype = compute_dtype(student)
+    return student.to(dtype) * inv_tau, teacher.to(dtype) * inv_tau
+
+
 def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(R, L)`` logits → (``Σ_r KL_r``, ``lse_s (R,)``, ``lse_t (R,)``) in float32 (float64 stays).
 
     Written so that each element's exponential is taken once: ``e_t = exp(t − max t)`` serves both the
     normaliser ``Σ e_t`` and the weighted sum ``Σ e_t (t − s)``, which compile into one loop per row.
     """
-    dtype = compute_dtype(student)
-    s = student.to(dtype) * inv_tau
-    t = teacher.to(dtype) * inv_tau
+    s, t = _scaled_rows(student, teacher, inv_tau)
     max_s, max_t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)
     e_t = torch.exp(t - max_t)
     sum_t = e_t.sum(1)
@@ -41,46 +51,69 @@ def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[
     return kl.sum(), lse_s, lse_t
 
 
-def cwd_rows_backward(student: Tensor, teacher: Tensor, lse_s: Tensor, lse_t: Tensor, inv_tau: float,
-                      factor: Tensor) -> Tensor:
-    """``factor · (softmax(s/tau) − softmax(t/tau))`` in the student's dtype (``factor = grad / tau``)."""
-    p_s = torch.exp(student.to(lse_s.dtype) * inv_tau - lse_s[:, None])
-    p_t = torch.exp(teacher.to(lse_s.dtype) * inv_tau - lse_t[:, None])
-    return ((p_s - p_t) * factor).to(student.dtype)
+def cwd_rows_value_and_grad(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor]:
+    """``(R, L)`` logits → (``Σ_r KL_r``, ``softmax(s) − softmax(t)`` ``(R, L)``), float32 (float64 stays).
+
+    ``e_s = exp(s − max s)`` and ``e_t = exp(t − max t)`` are each taken once per element and serve the
+    normalisers, the KL sum and the gradient; inductor compiles this into one loop nest per row that
+    keeps both rows in row-sized local buffers.
+    """
+    s, t = _scaled_rows(student, teacher, inv_tau)
+    max_s, max_t = s.amax(1, keepdim=True), t.amax(1, keepdim=True)
+    e_s, e_t = torch.exp(s - max_s), torch.exp(t - max_t)
+    sum_s, sum_t = e_s.sum(1), e_t.sum(1)
+    kl = (e_t * (t - s)).sum(1) / sum_t + torch.log(sum_s) + max_s[:, 0] - torch.log(sum_t) - max_t[:, 0]
+    grad = e_s * (1.0 / sum_s)[:, None] - e_t * (1.0 / sum_t)[:, None]
+    return kl.sum(), grad
 
 
-COMPILED = (LazyCompiled(cwd_rows_forward), LazyCompiled(cwd_rows_backward))
-EAGER = (cwd_rows_forward, cwd_rows_backward)
+COMPILED = (LazyCompiled(cwd_rows_forward), LazyCompiled(cwd_rows_value_and_grad))
+EAGER = (cwd_rows_forward, cwd_rows_value_and_grad)
 
 
-def kernels_for(tensor: Tensor, kernels: str = "auto"):
-    """(forward, backward) kernels: ``"triton"``, ``"compiled"``, ``"torch"`` or ``"auto"`` (Triton on CUDA when
-    installed, else inductor-compiled torch)."""
+def resolve_kernels(tensor: Tensor, kernels: str) -> str:
+    """``"auto"`` → ``"triton"`` on CUDA when Triton is installed, else ``"compiled"``."""
     if kernels == "auto":
-        kernels = "triton" if tensor.is_cuda and triton_kernels.AVAILABLE else "compiled"
-    if kernels == "triton":
-        return triton_kernels.cwd_rows_forward, triton_kernels.cwd_rows_backward
-    return COMPILED if kernels == "compiled" else EAGER
+        return "triton" if tensor.is_cuda and triton_kernels.AVAILABLE else "compiled"
+    if kernels not in ("triton", "compiled", "torch"):
+        raise ValueError(f"CWD: kernels must be 'auto', 'triton', 'compiled' or 'torch', got {kernels!r}")
+    return kernels
 
 
 class CWDRowsFunction(torch.autograd.Function):
-    """``scale · Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over ``(R, L)`` rows; gradient for the student."""
+    """``scale · Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over ``(R, L)`` rows; gradient for the student.
+
+    ``kernels``: ``"triton"`` (statistics saved, softmaxes recomputed in backward), ``"compiled"`` or
+    ``"torch"`` (unscaled gradient written by forward), or ``"auto"``.
+    """
 
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, tau: float, kernels: str, scale: float = 1.0) -> Tensor:
-        forward, backward = kernels_for(student, kernels)
+        kernels = resolve_kernels(student, kernels)
+        ctx.tau, ctx.scale, ctx.kernels, ctx.student_dtype = tau, scale, kernels, student.dtype
         with torch.autocast(student.device.type, enabled=False):
-            total, lse_s, lse_t = forward(student, teacher, 1.0 / tau)
-        ctx.save_for_backward(student, teacher, lse_s, lse_t)
-        ctx.tau, ctx.scale, ctx.backward_kernel = tau, scale, backward
+            if kernels == "triton":
+                total, lse_s, lse_t = triton_kernels.cwd_rows_forward(student, teacher, 1.0 / tau)
+                ctx.save_for_backward(student, teacher, lse_s, lse_t)
+            else:
+                forward, value_and_grad = COMPILED if kernels == "compiled" else EAGER
+                if ctx.needs_input_grad[0]:
+                    total, grad = value_and_grad(student, teacher, 1.0 / tau)
+                    ctx.save_for_backward(grad)
+                else:
+                    total = forward(student, teacher, 1.0 / tau)[0]
         return total * scale
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        student, teacher, lse_s, lse_t = ctx.saved_tensors
-        factor = (grad_output * (ctx.scale / ctx.tau)).to(lse_s.dtype)
-        with torch.autocast(student.device.type, enabled=False):
-            grad = ctx.backward_kernel(student, teacher, lse_s, lse_t, 1.0 / ctx.tau, factor)
+        factor = grad_output * (ctx.scale / ctx.tau)
+        if ctx.kernels == "triton":
+            student, teacher, lse_s, lse_t = ctx.saved_tensors
+            grad = triton_kernels.cwd_rows_backward(student, teacher, lse_s, lse_t, 1.0 / ctx.tau,
+                                                    factor.to(lse_s.dtype))
+        else:
+            (unscaled,) = ctx.saved_tensors
+            grad = (unscaled * factor.to(unscaled.dtype)).to(ctx.student_dtype)
         return grad, None, None, None, None
 
 

@@ -6,8 +6,9 @@
   in one read; also the per-anchor ``max_c |p_t − p_s|`` (box weights) and ``max_c p_t`` (default
   normaliser). Backward: ``(p_s − p_t) · |p_t − p_s|^beta · factor`` (the weight carries no gradient).
 
-Each launcher mirrors a torch reference (``kdloss.ops.cwd``, ``kdloss.ops.bckd``) with the same
-signature and is tested against it, on the CPU too with ``TRITON_INTERPRET=1``.
+The forward launchers and the BCKD backward have torch twins with the same signature
+(``kdloss.ops.cwd.cwd_rows_forward``, ``kdloss.ops.bckd``); every launcher is tested through its autograd
+Function against the plain formula, on the CPU too with ``TRITON_INTERPRET=1``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[
 
 def cwd_rows_backward(student: Tensor, teacher: Tensor, lse_s: Tensor, lse_t: Tensor, inv_tau: float,
                       factor: Tensor) -> Tensor:
-    """Triton build of :func:`kdloss.ops.cwd.cwd_rows_backward`."""
+    """``factor · (softmax(s·inv_tau) − softmax(t·inv_tau))`` from the saved ``lse`` rows, in the student's
+    dtype."""
     student, teacher = student.contiguous(), teacher.contiguous()
     rows, length = student.shape
     grad = torch.empty_like(student)
