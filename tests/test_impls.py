@@ -12,7 +12,7 @@ from conftest import detection_pair, features
 import kdloss.functional as KF
 from kdloss import BCKD, CWD, L1, L2, MGD, DetectionOutput, Mimic
 from kdloss.ops import _compile, triton_kernels
-from kdloss.ops.bckd import BCKDClassFunction, bckd_cls_forward
+from kdloss.ops.bckd import BCKDClassFunction, _sigmoid_and_softplus_neg_abs, bckd_cls_forward
 from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward, cwd_rows_value_and_grad
 from kdloss.ops.errors import ErrorSumFunction
 
@@ -217,6 +217,17 @@ def test_fused_bckd_saves_only_inputs():
     s, t = detection_pair()
     total, _, _ = BCKDClassFunction.apply(s.cls.reshape(-1, 5), t.cls.reshape(-1, 5), 1.0, "torch")
     assert all(x.numel() == s.cls.numel() for x in total.grad_fn.saved_tensors)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bckd_softplus_without_log1p_is_accurate(dtype):
+    """log(1 + exp(−|x|)) from log(u)·e/(u − 1): as accurate as torch.log1p, also where 1 + e rounds to 1."""
+    x = torch.cat([torch.linspace(-80, 80, 100_001, dtype=dtype), torch.tensor([0.0, 1e-30, 20.0, -40.0], dtype=dtype)])
+    sigmoid, softplus = _sigmoid_and_softplus_neg_abs(x)
+    exact = torch.log1p(torch.exp(-x.double().abs()))
+    rel = 4 * torch.finfo(dtype).eps
+    torch.testing.assert_close(softplus.double(), exact, rtol=rel, atol=0)
+    torch.testing.assert_close(sigmoid.double(), torch.sigmoid(x.double()), rtol=rel, atol=torch.finfo(dtype).eps)
 
 
 def test_bckd_fused_soft_count_matches_reference():
