@@ -26,7 +26,7 @@ def cwd(student: FeatureLevels, teacher: FeatureLevels, tau: float = 1.0, *, imp
         teacher: same shapes as ``student``; treated as a constant (no gradient flows into it).
         tau: softmax temperature (> 0).
         impl: ``"eager"`` (this reference), ``"fused"`` (:mod:`kdloss.ops.cwd`: custom autograd Function
-            keeping per-row statistics only), ``"compile"`` (``torch.compile`` of the reference) or
+            that never keeps a softmax), ``"compile"`` (``torch.compile`` of the reference) or
             ``"auto"`` (fused). All give the same numbers.
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
