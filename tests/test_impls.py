@@ -11,8 +11,15 @@ from conftest import detection_pair, features
 
 import kdloss.functional as KF
 from kdloss import BCKD, CWD, L1, L2, MGD, DetectionOutput, Mimic
+from kdloss.detection import generalized_iou
 from kdloss.ops import _compile, triton_kernels
-from kdloss.ops.bckd import BCKDClassFunction, _sigmoid_and_softplus_neg_abs, bckd_cls_forward
+from kdloss.ops.bckd import (
+    BCKDBoxFunction,
+    BCKDClassFunction,
+    _sigmoid_and_softplus_neg_abs,
+    bckd_cls_forward,
+    giou_and_grad,
+)
 from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward, cwd_rows_value_and_grad
 from kdloss.ops.errors import ErrorSumFunction
 
@@ -121,6 +128,51 @@ def test_bckd_class_kernels_match_reference(kernels, beta):
     torch.testing.assert_close(s.grad, (p_s - p_t) * weight, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(gap_max, (p_t - p_s).abs().amax(1))
     torch.testing.assert_close(pt_max, p_t.amax(1))
+
+
+def _box_pairs():
+    """Random xyxy boxes plus the kinks: identical boxes, shared edges, disjoint, nested, zero width."""
+    g = torch.Generator().manual_seed(0)
+    lo = torch.rand(40, 2, generator=g, dtype=torch.float64) * 10
+    b1 = torch.cat((lo, lo + torch.rand(40, 2, generator=g, dtype=torch.float64) * 8), -1)
+    lo = torch.rand(40, 2, generator=g, dtype=torch.float64) * 10
+    b2 = torch.cat((lo, lo + torch.rand(40, 2, generator=g, dtype=torch.float64) * 8), -1)
+    b2[:4] = b1[:4]  # identical
+    b2[4:8, 0] = b1[4:8, 0]  # shared left edge
+    b2[8:12, :2] = b1[8:12, 2:]  # touching corners: zero-size intersection
+    b2[12:16] = b1[12:16] + torch.tensor([20.0, 20.0, 20.0, 20.0], dtype=torch.float64)  # disjoint
+    b2[16:20] = b1[16:20] + torch.tensor([0.5, 0.5, -0.5, -0.5], dtype=torch.float64)  # nested
+    b1[20:24, 2] = b1[20:24, 0]  # zero width
+    return b1, b2
+
+
+def test_giou_gradient_by_hand_matches_autograd_at_kinks_too():
+    b1, b2 = _box_pairs()
+    b1.requires_grad_(True)
+    expected = generalized_iou(b1, b2)
+    expected.sum().backward()
+    value, grad = giou_and_grad(b1.detach(), b2)
+    torch.testing.assert_close(value, expected.detach())
+    torch.testing.assert_close(grad, b1.grad)
+
+
+@pytest.mark.parametrize("reg_max", [16, 1])
+def test_gradcheck_bckd_box_function_float64(reg_max):
+    s, t = detection_pair(sizes=((2, 2),), strides=(8,), reg_max=reg_max, batch=1)
+    weights = torch.rand(1, s.cls.shape[1], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for kernels in ("torch", "compiled"):
+        assert torch.autograd.gradcheck(
+            lambda x, k=kernels: BCKDBoxFunction.apply(x, t.box, s.anchors, s.strides, weights, k), (s.box,))
+
+
+def test_bckd_box_function_backward_twice_with_retain_graph():
+    s, t = detection_pair()
+    weights = torch.rand(s.cls.shape[:2], dtype=torch.float64)
+    value = BCKDBoxFunction.apply(s.box, t.box, s.anchors, s.strides, weights, "compiled")
+    (value * 2.0).backward(retain_graph=True)
+    first = s.box.grad.clone()
+    (value * 2.0).backward()
+    torch.testing.assert_close(s.box.grad, 2 * first)
 
 
 def test_gradcheck_cwd_function_float64():

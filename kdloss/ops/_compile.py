@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import torch
 
-
 # Inductor options for every kdloss kernel. ``cpp.dynamic_threads``: with ``dynamic=True`` the C++ backend
 # may judge a symbolic size too small to split and emit a single-threaded loop (2x slower on 2 cores for
 # an elementwise gradient at YOLOv8's P3 size); this keeps one OpenMP region and lets OpenMP split it.

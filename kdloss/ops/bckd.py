@@ -6,8 +6,9 @@ Class term over ``(R, nc)`` rows (``R = B·A`` anchors), with ``p_t = σ(t)``, `
 
 (the weight carries no gradient, as in the official code). One pass also gives the per-anchor
 ``max_c |p_t − p_s|`` (the box weights) and ``max_c p_t`` (the default normaliser), so nothing of size
-``(R, nc)`` is kept for backward but the inputs. Box term: DFL decode of both boxes, GIoU and the
-weighted sum in one compiled function (autograd through inductor's fused backward).
+``(R, nc)`` is kept for backward but the inputs. Box term: one compiled function decodes both boxes'
+DFL logits, takes GIoU and the weighted sum, and writes the gradient from the formulas of
+:func:`giou_and_grad` while everything is in registers; backward only scales it.
 Reference: :func:`kdloss.functional.bckd.bckd_parts`.
 """
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
-from kdloss.detection import decode_dfl_boxes, generalized_iou
+from kdloss.detection import decode_dfl_boxes
 from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
@@ -60,16 +61,96 @@ def bckd_cls_backward(student: Tensor, teacher: Tensor, beta: float, factor: Ten
     return (diff * _weight(diff.abs(), beta) * factor).to(student.dtype)
 
 
-def bckd_box_sum(box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor) -> Tensor:
-    """``Σ_{b,a} weights · (1 − GIoU(decode(box_s), decode(box_t)))``; gradient for ``box_s`` only."""
+def _d_min(a: Tensor, b: Tensor) -> Tensor:
+    """``∂ min(a, b) / ∂a`` as torch defines it: 1, 0 or ½ at a tie."""
+    return torch.where(a < b, 1.0, torch.where(a == b, 0.5, 0.0))
+
+
+def giou_and_grad(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> tuple[Tensor, Tensor]:
+    """:func:`kdloss.detection.generalized_iou` of ``(..., 4)`` ``xyxy`` boxes and its gradient with respect
+    to ``boxes1``, ``(...)`` and ``(..., 4)``, written out with torch's conventions at the kinks (clamp
+    stops the gradient at 0, ``minimum``/``maximum`` split it at a tie).
+
+    With ``G = inter/union − (hull − union)/hull`` and ``union = area1 + area2 − inter + eps``::
+
+        ∂G/∂inter = 1/union + inter/union² − 1/hull,   ∂G/∂area1 = 1/hull − inter/union²,
+        ∂G/∂hull = −union/hull²
+    """
+    lo1, hi1, lo2, hi2 = boxes1[..., :2], boxes1[..., 2:], boxes2[..., :2], boxes2[..., 2:]
+    size1, size2 = hi1 - lo1, hi2 - lo2
+    inter_size = torch.minimum(hi1, hi2) - torch.maximum(lo1, lo2)
+    hull_size = torch.maximum(hi1, hi2) - torch.minimum(lo1, lo2)
+    size1_c, inter_c, hull_c = size1.clamp(min=0), inter_size.clamp(min=0), hull_size.clamp(min=0)
+    area1 = size1_c[..., 0] * size1_c[..., 1]
+    area2 = size2.clamp(min=0).prod(-1)
+    inter = inter_c[..., 0] * inter_c[..., 1]
+    union = area1 + area2 - inter + eps
+    hull = hull_c[..., 0] * hull_c[..., 1] + eps
+    giou = inter / union - (hull - union) / hull
+    g_inter = 1.0 / union + inter / (union * union) - 1.0 / hull
+    g_area1 = 1.0 / hull - inter / (union * union)
+    g_hull = -union / (hull * hull)
+    # gradients with respect to the (width, height) pairs; the other side of each product is the flip
+    g_size1 = g_area1[..., None] * (size1 > 0) * size1_c.flip(-1)
+    g_inter_size = g_inter[..., None] * (inter_size > 0) * inter_c.flip(-1)
+    g_hull_size = g_hull[..., None] * (hull_size > 0) * hull_c.flip(-1)
+    g_lo1 = -g_size1 - g_inter_size * _d_min(lo2, lo1) - g_hull_size * _d_min(lo1, lo2)
+    g_hi1 = g_size1 + g_inter_size * _d_min(hi1, hi2) + g_hull_size * _d_min(hi2, hi1)
+    return giou, torch.cat((g_lo1, g_hi1), -1)
+
+
+def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor,
+                            weights: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_{b,a} weights · (1 − GIoU(decode(box_s), decode(box_t)))`` and its gradient for ``box_s``.
+
+    ``box_s``, ``box_t``: ``(B, A, 4, reg_max)`` DFL logits; ``weights``: ``(B, A)``. The gradient, in the
+    weights' dtype, chains :func:`giou_and_grad` through the decode: ``x1 = (a_x − d_left)·stride`` and
+    ``∂d/∂logit_k = p_k (k − d)`` for the expected distance ``d = Σ_k p_k k`` (``reg_max == 1``: ``d`` is
+    the logit). One pass over both boxes; nothing is kept but the gradient.
+    """
     dtype = weights.dtype
-    decoded_s = decode_dfl_boxes(box_s.to(dtype), anchors, strides)
-    decoded_t = decode_dfl_boxes(box_t.detach().to(dtype), anchors, strides)
-    return (weights * (1.0 - generalized_iou(decoded_s, decoded_t))).sum()
+    logits = box_s.to(dtype)
+    reg_max = logits.shape[-1]
+    if reg_max == 1:
+        distances, probs = logits[..., 0], None
+    else:
+        bins = torch.arange(reg_max, dtype=dtype, device=logits.device)
+        probs = logits.softmax(-1)
+        distances = (probs * bins).sum(-1)
+    anchors, strides = anchors.to(dtype), strides.to(dtype)[:, None]
+    decoded_s = torch.cat((anchors - distances[..., :2], anchors + distances[..., 2:]), -1) * strides
+    decoded_t = decode_dfl_boxes(box_t.to(dtype), anchors, strides[:, 0])
+    giou, g_box = giou_and_grad(decoded_s, decoded_t)
+    total = (weights * (1.0 - giou)).sum()
+    side = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=logits.device)
+    g_distance = -weights[..., None] * g_box * side * strides  # (B, A, 4)
+    if probs is None:
+        return total, g_distance[..., None]
+    return total, probs * (bins - distances[..., None]) * g_distance[..., None]
 
 
 COMPILED_CLS = (LazyCompiled(bckd_cls_forward), LazyCompiled(bckd_cls_backward))
-COMPILED_BOX = LazyCompiled(bckd_box_sum)
+COMPILED_BOX = LazyCompiled(bckd_box_value_and_grad)
+
+
+class BCKDBoxFunction(torch.autograd.Function):
+    """Box term of BCKD: ``Σ weights · (1 − GIoU)`` of the decoded boxes; differentiable for ``box_s`` only.
+    Forward also writes the unscaled gradient (:func:`bckd_box_value_and_grad`), backward scales it."""
+
+    @staticmethod
+    def forward(ctx, box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor,
+                kernels: str) -> Tensor:
+        value_and_grad = bckd_box_value_and_grad if kernels == "torch" else COMPILED_BOX
+        with torch.autocast(box_s.device.type, enabled=False):
+            total, grad = value_and_grad(box_s, box_t, anchors, strides, weights)
+        ctx.save_for_backward(grad)
+        ctx.student_dtype = box_s.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (unscaled,) = ctx.saved_tensors
+        return (unscaled * grad_output.to(unscaled.dtype)).to(ctx.student_dtype), None, None, None, None, None
 
 
 def cls_kernels_for(tensor: Tensor, kernels: str = "auto"):
@@ -110,6 +191,5 @@ def bckd_terms_fused(student_cls: Tensor, teacher_cls: Tensor, student_box: Tens
     b, a, nc = student_cls.shape
     cls_sum, gap_max, pt_max = BCKDClassFunction.apply(
         student_cls.reshape(b * a, nc), teacher_cls.detach().reshape(b * a, nc), beta, kernels)
-    box_fn = bckd_box_sum if kernels == "torch" else COMPILED_BOX
-    box_sum = box_fn(student_box, teacher_box.detach(), anchors, strides, gap_max.view(b, a))
+    box_sum = BCKDBoxFunction.apply(student_box, teacher_box.detach(), anchors, strides, gap_max.view(b, a), kernels)
     return cls_sum, box_sum, pt_max.sum()
