@@ -27,8 +27,8 @@ def _sigmoid_and_softplus_neg_abs(x: Tensor) -> tuple[Tensor, Tensor]:
     """``σ(x)`` and ``log(1 + exp(−|x|))`` from one exponential ``e = exp(−|x|)``.
 
     ``log1p(e)`` is computed as ``log(u) · e / (u − 1)`` with ``u = 1 + e`` (Goldberg's correction, exact to
-    a few ulp; ``e`` itself where ``u`` rounds to 1), because vectorised ``log1p`` is about 12x slower than
-    ``log`` in torch's CPU builds (see benchmarks/README.md) and would dominate the class term.
+    a few ulp; ``e`` itself where ``u`` rounds to 1), because torch's vectorised CPU ``log1p`` can be an
+    order of magnitude slower than ``log`` (``python -m benchmarks.unary``) and would dominate the class term.
     """
     e = torch.exp(-x.abs())
     u = 1.0 + e
