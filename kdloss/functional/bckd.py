@@ -50,7 +50,8 @@ def bckd_parts(
             soft count of foreground anchors, ``max(1, Σ_{b,a} max_c p_t)``: like a positive count, it
             does not grow with the number of background anchors or classes.
         impl: ``"eager"`` (:func:`bckd_terms`), ``"fused"`` (:mod:`kdloss.ops.bckd`: class term as one
-            autograd Function, box term compiled), ``"compile"`` or ``"auto"`` (fused).
+            autograd Function, box term as one with a hand-written gradient), ``"compile"`` or ``"auto"``
+            (fused).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:

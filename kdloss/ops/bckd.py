@@ -1,4 +1,4 @@
-"""Fused BCKD: the class term as one custom autograd Function, the box term as one compiled function.
+"""Fused BCKD: the class term and the box term each as one custom autograd Function.
 
 Class term over ``(R, nc)`` rows (``R = B·A`` anchors), with ``p_t = σ(t)``, ``p_s = σ(s)``::
 
