@@ -13,9 +13,10 @@ Two strategies, chosen by the kernels:
 - CPU (inductor-compiled torch, or the same torch code run eagerly as the fallback): the exponentials
   are what costs, so forward takes one exponential per element of each input and, while the row is in
   cache, also writes the unscaled gradient ``softmax(s) − softmax(t)``, which backward only scales.
-  That gradient is the tensor backward would allocate anyway, and the loss's backward runs first in a
-  training step, so this moves its allocation earlier without raising the step's peak memory. Without
-  ``requires_grad`` (evaluation) forward computes the statistics only.
+  That gradient is the tensor backward would allocate anyway: this moves its allocation from the start
+  of the backward pass to the end of the forward, and holds one more gradient-sized buffer (the saved one
+  beside the scaled result) while the loss's own backward runs. Without ``requires_grad`` (evaluation)
+  forward computes the statistics only.
 
 The reference they replace is :func:`kdloss.functional.cwd.cwd_level`.
 """
