@@ -98,6 +98,11 @@ def decode_dfl_boxes(box_logits: Tensor, anchors: Tensor, strides: Tensor) -> Te
     else:
         bins = torch.arange(box_logits.shape[-1], dtype=box_logits.dtype, device=box_logits.device)
         distances = (box_logits.softmax(-1) * bins).sum(-1)
+    return boxes_from_distances(distances, anchors, strides)
+
+
+def boxes_from_distances(distances: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:
+    """``(B, A, 4)`` (left, top, right, bottom) distances in stride units → ``(B, A, 4)`` ``xyxy`` pixels."""
     anchors = anchors.to(distances.dtype)
     top_left = anchors - distances[..., :2]
     bottom_right = anchors + distances[..., 2:]

@@ -165,6 +165,15 @@ def test_gradcheck_bckd_box_function_float64(reg_max):
             lambda x, k=kernels: BCKDBoxFunction.apply(x, t.box, s.anchors, s.strides, weights, k), (s.box,))
 
 
+def test_bckd_box_function_without_grad_gives_the_same_value():
+    s, t = detection_pair()
+    weights = torch.rand(s.cls.shape[:2], dtype=torch.float64)
+    plain = BCKDBoxFunction.apply(s.box.detach(), t.box, s.anchors, s.strides, weights, "compiled")
+    with_grad = BCKDBoxFunction.apply(s.box, t.box, s.anchors, s.strides, weights, "compiled")
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, with_grad.detach())
+
+
 def test_bckd_box_function_backward_twice_with_retain_graph():
     s, t = detection_pair()
     weights = torch.rand(s.cls.shape[:2], dtype=torch.float64)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
-from kdloss.detection import decode_dfl_boxes
+from kdloss.detection import boxes_from_distances, decode_dfl_boxes, generalized_iou
 from kdloss.ops import triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
@@ -99,6 +99,14 @@ def giou_and_grad(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> tuple[Te
     return giou, torch.cat((g_lo1, g_hi1), -1)
 
 
+def bckd_box_sum(box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor) -> Tensor:
+    """``Σ_{b,a} weights · (1 − GIoU(decode(box_s), decode(box_t)))`` alone, in the weights' dtype."""
+    dtype = weights.dtype
+    giou = generalized_iou(decode_dfl_boxes(box_s.to(dtype), anchors, strides),
+                           decode_dfl_boxes(box_t.to(dtype), anchors, strides))
+    return (weights * (1.0 - giou)).sum()
+
+
 def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor,
                             weights: Tensor) -> tuple[Tensor, Tensor]:
     """``Σ_{b,a} weights · (1 − GIoU(decode(box_s), decode(box_t)))`` and its gradient for ``box_s``.
@@ -117,13 +125,12 @@ def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strid
         bins = torch.arange(reg_max, dtype=dtype, device=logits.device)
         probs = logits.softmax(-1)
         distances = (probs * bins).sum(-1)
-    anchors, strides = anchors.to(dtype), strides.to(dtype)[:, None]
-    decoded_s = torch.cat((anchors - distances[..., :2], anchors + distances[..., 2:]), -1) * strides
-    decoded_t = decode_dfl_boxes(box_t.to(dtype), anchors, strides[:, 0])
+    decoded_s = boxes_from_distances(distances, anchors, strides)
+    decoded_t = decode_dfl_boxes(box_t.to(dtype), anchors, strides)
     giou, g_box = giou_and_grad(decoded_s, decoded_t)
     total = (weights * (1.0 - giou)).sum()
     side = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=dtype, device=logits.device)
-    g_distance = -weights[..., None] * g_box * side * strides  # (B, A, 4)
+    g_distance = -weights[..., None] * g_box * side * strides.to(dtype)[:, None]  # (B, A, 4)
     if probs is None:
         return total, g_distance[..., None]
     return total, probs * (bins - distances[..., None]) * g_distance[..., None]
@@ -135,16 +142,19 @@ COMPILED_BOX = LazyCompiled(bckd_box_value_and_grad)
 
 class BCKDBoxFunction(torch.autograd.Function):
     """Box term of BCKD: ``Σ weights · (1 − GIoU)`` of the decoded boxes; differentiable for ``box_s`` only.
-    Forward also writes the unscaled gradient (:func:`bckd_box_value_and_grad`), backward scales it."""
+    Forward also writes the unscaled gradient (:func:`bckd_box_value_and_grad`), backward scales it;
+    without ``requires_grad`` it computes the value only."""
 
     @staticmethod
     def forward(ctx, box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor,
                 kernels: str) -> Tensor:
-        value_and_grad = bckd_box_value_and_grad if kernels == "torch" else COMPILED_BOX
+        ctx.student_dtype = box_s.dtype
         with torch.autocast(box_s.device.type, enabled=False):
+            if not ctx.needs_input_grad[0]:
+                return bckd_box_sum(box_s, box_t, anchors, strides, weights)
+            value_and_grad = bckd_box_value_and_grad if kernels == "torch" else COMPILED_BOX
             total, grad = value_and_grad(box_s, box_t, anchors, strides, weights)
         ctx.save_for_backward(grad)
-        ctx.student_dtype = box_s.dtype
         return total
 
     @staticmethod
