@@ -264,6 +264,12 @@ def test_cwd_function_backward_twice_with_retain_graph(kernels):
     torch.testing.assert_close(s.grad, 2 * first)
 
 
+def test_cwd_function_rejects_unknown_kernels():
+    s, t = torch.randn(4, 9), torch.randn(4, 9)
+    with pytest.raises(ValueError, match="CWD: kernels must be 'auto', 'triton', 'compiled' or 'torch', got 'fast'"):
+        CWDRowsFunction.apply(s, t, 1.0, "fast")
+
+
 @pytest.mark.parametrize("kernels", ["torch", "compiled"])
 def test_cwd_function_without_grad_gives_the_same_value(kernels):
     s = features([(2, 8, 16, 16)], seed=1)[0].reshape(16, -1)
