@@ -69,18 +69,35 @@ def test_detection_output_matches_head_layout(yaml):
     torch.testing.assert_close(out.strides, strides[:, 0])
 
 
-def test_detection_output_from_older_list_format():
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
+def test_detection_output_of_eval_mode_teacher_matches_training(yaml):
+    """The frozen teacher runs in eval mode: its head returns (decoded, raw dict), mapped like training's dict."""
+    model, x = student(yaml), torch.randn(2, 3, 64, 64)
+    head = detect_head(model)
+    model.eval()
+    preds = model(x)
+    assert isinstance(preds, tuple)
+    eval_out = detection_output(preds, head)
+    head.training = True  # the head alone: its layers keep eval-mode BatchNorm, so the numbers match
+    train_out = detection_output(model(x), head)
+    torch.testing.assert_close(eval_out.cls, train_out.cls)
+    torch.testing.assert_close(eval_out.box, train_out.box)
+    torch.testing.assert_close(eval_out.anchors, train_out.anchors)
+
+
+def test_detection_output_rejects_other_formats():
     model = student()
     head = detect_head(model)
     model.train()
     preds = model(torch.randn(2, 3, 64, 64))
-    old = [torch.cat((b.view(2, -1, *f.shape[2:]), s.view(2, -1, *f.shape[2:])), 1) for b, s, f in zip(
-        preds["boxes"].split([f.shape[2] * f.shape[3] for f in preds["feats"]], -1),
-        preds["scores"].split([f.shape[2] * f.shape[3] for f in preds["feats"]], -1),
-        preds["feats"])]
-    new_out, old_out = detection_output(preds, head), detection_output(old, head)
-    torch.testing.assert_close(old_out.cls, new_out.cls)
-    torch.testing.assert_close(old_out.box, new_out.box)
+    with pytest.raises(TypeError, match=r"Detect output list is not ultralytics 8.4's dict"):
+        detection_output(list(preds["feats"]), head)  # pre-8.4 heads returned a list of per-level maps
+    with pytest.raises(TypeError, match=r"Detect output dict with keys \['boxes', 'feats'\] is not"):
+        detection_output({"boxes": preds["boxes"], "feats": preds["feats"]}, head)
+    head.export = True
+    model.eval()
+    with pytest.raises(TypeError, match=r"Detect output Tensor is not .* export-mode heads cannot be distilled"):
+        detection_output(model(torch.randn(2, 3, 64, 64)), head)
 
 
 def test_build_criterion_picks_losses_weights_and_align():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from ultralytics.nn.modules.head import Detect
 from ultralytics.utils.tal import make_anchors
@@ -19,30 +18,27 @@ def detect_head(model: nn.Module) -> Detect:
 
 
 def detection_output(preds, head: Detect) -> DetectionOutput:
-    """Map a Detect head's training output onto ``DetectionOutput``.
+    """Map a Detect head's output onto ``DetectionOutput``.
 
-    Accepts the 8.4 dict (``boxes`` ``(B, 4·reg_max, A)``, ``scores`` ``(B, nc, A)``, ``feats``), the
-    end-to-end dict (``one2many``/``one2one``: the one-to-many branch is distilled), the eval-mode tuple
-    ``(decoded, raw)``, and the older list of per-level ``(B, nc + 4·reg_max, H, W)`` maps.
+    Accepts what ultralytics 8.4's ``Detect.forward`` returns outside export mode: in training the dict
+    ``boxes`` ``(B, 4·reg_max, A)``, ``scores`` ``(B, nc, A)``, ``feats`` (per-level ``(B, C, H, W)`` maps),
+    and in eval mode (the frozen teacher) the tuple ``(decoded, dict)``. End-to-end heads nest the dict as
+    ``one2many``/``one2one``: the one-to-many branch is distilled. Anything else is a ``TypeError``.
     """
-    if isinstance(preds, tuple):
+    if isinstance(preds, tuple) and len(preds) == 2:
         preds = preds[1]
     if isinstance(preds, dict) and "one2many" in preds:
         preds = preds["one2many"]
-    reg_max, nc = head.reg_max, head.nc
-    if isinstance(preds, dict):
-        boxes, scores, feats = preds["boxes"], preds["scores"], preds["feats"]
-    elif isinstance(preds, (list, tuple)):
-        feats = list(preds)
-        flat = torch.cat([p.flatten(2) for p in feats], 2)
-        boxes, scores = flat.split((4 * reg_max, nc), 1)
-    else:
-        raise TypeError(f"unrecognised Detect output of type {type(preds).__name__}")
+    if not isinstance(preds, dict) or not {"boxes", "scores", "feats"} <= preds.keys():
+        found = f"dict with keys {sorted(preds)}" if isinstance(preds, dict) else type(preds).__name__
+        raise TypeError(f"Detect output {found} is not ultralytics 8.4's dict of boxes, scores and feats (nor an "
+                        "eval-mode (decoded, dict) tuple); export-mode heads cannot be distilled")
+    boxes, scores, feats = preds["boxes"], preds["scores"], preds["feats"]
     b, _, a = boxes.shape
     anchors, strides = make_anchors(feats, head.stride, 0.5)
     return DetectionOutput(
         cls=scores.transpose(1, 2),
-        box=boxes.view(b, 4, reg_max, a).permute(0, 3, 1, 2),
+        box=boxes.view(b, 4, head.reg_max, a).permute(0, 3, 1, 2),
         anchors=anchors,
         strides=strides.squeeze(-1),
     )
