@@ -1,4 +1,4 @@
-"""Lazy ``torch.compile`` with a one-time warning and a permanent eager fallback."""
+"""Lazy ``torch.compile`` that falls back to eager, with one warning, only when the compiler itself fails."""
 
 from __future__ import annotations
 
@@ -15,10 +15,31 @@ import torch
 INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
 
 
+def compiler_failed(error: Exception) -> bool:
+    """Whether ``error`` is a failure of the compiler: tracing (``Unsupported``, internal dynamo errors), the
+    backend (``BackendCompilerFailed``, whose subclass ``InductorError`` wraps lowering and codegen errors) or the
+    C++/CUDA build of the generated code. Not dynamo's wrappers of the traced code's own errors: a tensor op
+    that fails on fake tensors (shape mismatch) or a Python exception met while tracing, which eager would
+    raise the same way."""
+    # imported here, not with kdloss: torch.compile has loaded them by now, and dynamo costs a second to import
+    from torch._dynamo import exc as dynamo_exc
+    from torch._inductor import exc as inductor_exc
+
+    compiler_errors = (dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit,
+                       inductor_exc.CppCompileError, inductor_exc.InvalidCxxCompiler)
+    traced_code_errors = (dynamo_exc.TorchRuntimeError, dynamo_exc.ObservedException)
+    return isinstance(error, compiler_errors) and not isinstance(error, traced_code_errors)
+
+
 class LazyCompiled:
-    """Calls ``torch.compile(fn, dynamic=True)`` on first use; if compiling or running the compiled code
-    fails, warns once and calls ``fn`` from then on. ``dynamic=True`` keeps multi-scale training (changing
-    H, W and batch) from recompiling every step."""
+    """Calls ``torch.compile(fn, dynamic=True)`` on first use. ``dynamic=True`` keeps multi-scale training
+    (changing H, W and batch) from recompiling every step.
+
+    If the compiler fails (:func:`compiler_failed`), warns once and calls ``fn`` from then on (``failed``).
+    Every other error propagates unchanged and the compiled path stays: the ``ValueError`` of a shape check,
+    a ``RuntimeError`` of a tensor op, ``torch.OutOfMemoryError`` (also when the backend ran out of memory
+    while compiling: the wrapped error is raised).
+    """
 
     def __init__(self, fn: Callable, name: str | None = None):
         self.fn = fn
@@ -34,7 +55,11 @@ class LazyCompiled:
             self.compiled = torch.compile(self.fn, dynamic=True, options=INDUCTOR_OPTIONS)
         try:
             return self.compiled(*args, **kwargs)
-        except Exception as error:  # compile errors surface at the first call, with any backend
+        except Exception as error:  # compile errors surface at the first call with new shapes or guards
+            if isinstance(getattr(error, "inner_exception", None), torch.OutOfMemoryError):
+                raise error.inner_exception from error  # the backend ran out of memory while compiling
+            if not compiler_failed(error):
+                raise
             self.failed = True
             warnings.warn(f"kdloss: torch.compile of {self.name} failed ({type(error).__name__}: {error}); "
                           "using the eager implementation from now on", RuntimeWarning, stacklevel=2)
