@@ -130,6 +130,8 @@ def test_mgd_matches_formula(lam):
     s = features([(2, 4, 8, 8), (2, 8, 4, 4)], seed=1)
     t = features([(2, 8, 8, 8), (2, 8, 4, 4)], seed=2)
     loss = MGD([4, 8], [8, 8], alpha_mgd=2e-5, lambda_mgd=lam)
+    # as yzd-v/MGD's FeatureLoss: an align conv only where the channel counts differ
+    assert isinstance(loss.align.convs[0], torch.nn.Conv2d) and isinstance(loss.align.convs[1], torch.nn.Identity)
     got = loss(s, t, generator=torch.Generator().manual_seed(7))
     expected = mgd_reference(s, t, loss, 7, 2e-5, lam)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-9)

@@ -29,18 +29,18 @@ def per_level_channels(loss: str, student_channels: Channels, teacher_channels: 
 
 
 class ChannelAlign(nn.Module):
-    """Per level: a 1x1 ``Conv2d(student_channels, teacher_channels)`` where they differ, identity elsewhere.
+    """Per level: a 1x1 ``Conv2d(student_channels, teacher_channels)`` where they differ, identity elsewhere
+    (as MGD's official code, yzd-v/MGD ``FeatureLoss``, builds its ``align``).
 
     Input: a list of ``(N, C_s[l], H_l, W_l)`` tensors; output: a list of ``(N, C_t[l], H_l, W_l)`` tensors.
-    ``always_conv=True`` uses a conv even where the counts are equal (MGD's official setting).
     """
 
-    def __init__(self, loss: str, student_channels: Channels, teacher_channels: Channels, always_conv: bool = False):
+    def __init__(self, loss: str, student_channels: Channels, teacher_channels: Channels):
         super().__init__()
         self.loss = loss
         self.channels = per_level_channels(loss, student_channels, teacher_channels)
         self.convs = nn.ModuleList(
-            nn.Conv2d(s, t, kernel_size=1) if (s != t or always_conv) else nn.Identity() for s, t in self.channels
+            nn.Conv2d(s, t, kernel_size=1) if s != t else nn.Identity() for s, t in self.channels
         )
 
     def forward(self, student: list[Tensor]) -> list[Tensor]:
