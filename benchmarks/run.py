@@ -3,11 +3,12 @@
     python -m benchmarks.run                      # CPU, batch 2, all losses; prints a table, writes JSON
     python -m benchmarks.run --device cuda --batch 16 --json benchmarks/results-cuda.json
 
-Per case: forward+backward time (median; CUDA events with synchronisation on GPU) and peak extra memory
-above the inputs, the gradient included (on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth
-of the peak RSS in a fresh process per case, see :func:`cpu_peak_extra_mb`). Each
-implementation is reported as a ratio to the reference and to the memory-traffic floor: one elementwise
-pass that reads student and teacher and writes a student-sized gradient.
+Per case: forward+backward time (median; on GPU, CUDA events around the call alone, each call starting
+from an idle GPU with a cold L2 cache, see :func:`_time_once`) and peak extra memory above the inputs, the
+gradient included (on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth of the peak RSS in a
+fresh process per case, see :func:`cpu_peak_extra_mb`). Each implementation is reported as a ratio to the
+reference and to the memory-traffic floor: one elementwise pass that reads student and teacher and writes
+a student-sized gradient.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch._dynamo.utils import counters
 
 from benchmarks.cases import IMPLS, Case, build_case, case_keys
 
 LOSSES = ("cwd", "bckd", "mimic", "mgd", "l1", "l2")
+L2_FLUSH_BYTES = 256 * 2**20  # several times the L2 cache (get_device_properties().L2_cache_size)
 
 
 def _sync(device: str) -> None:
@@ -56,17 +59,31 @@ def time_ms(fns: dict[str, object], device: str, min_time: float, rounds: int = 
         fn()
         fn()
     _sync(device)
+    graphs = compiled_graphs()
+    flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if device == "cuda" else None
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start_round = time.perf_counter()
             while time.perf_counter() - start_round < min_time / rounds or len(samples[name]) < 3:
-                samples[name].append(_time_once(fn, device))
+                samples[name].append(_time_once(fn, device, flush))
+    if compiled_graphs() != graphs:
+        raise RuntimeError(f"torch.compile compiled {compiled_graphs() - graphs} graph(s) while timing "
+                           f"{list(fns)}: a shape, dtype or hyper-parameter changed between calls")
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def _time_once(fn, device: str) -> float:
+def compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far."""
+    return counters["stats"]["unique_graphs"]
+
+
+def _time_once(fn, device: str, flush: torch.Tensor | None) -> float:
+    """Milliseconds of one call. On CUDA: ``flush`` is overwritten first (evicting the inputs from L2, as
+    the rest of a training step would) and the GPU drained, then CUDA events time only the call."""
     if device == "cuda":
+        flush.zero_()
+        torch.cuda.synchronize()
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         begin.record()
         fn()
