@@ -18,6 +18,9 @@ if not torch.cuda.is_available():
 
 from kdloss import DetectionOutput
 
+# Kernel tests run where the kernels run: CUDA when there is a GPU, else the CPU (Triton interpreted).
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
 
 def features(shapes, dtype=torch.float32, seed=0, requires_grad=False):
     """One random (N, C, H, W) tensor per shape."""

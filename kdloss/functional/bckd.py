@@ -40,15 +40,21 @@ def bckd_parts(
         cls = cls_weight · Σ_{b,a,c} BCE_with_logits(student.cls, p_t) · |p_t − p_s|^beta / avg_factor
         box = box_weight · Σ_{b,a} w_ba · (1 − GIoU(box_s, box_t)) / avg_factor,  w_ba = max_c |p_t − p_s|
 
-    Boxes are decoded from the DFL logits (:func:`kdloss.detection.decode_dfl_boxes`). The teacher's
-    outputs, ``|p_t − p_s|^beta`` and ``w_ba`` carry no gradient.
+    Boxes are decoded from the DFL logits (:func:`kdloss.detection.decode_dfl_boxes`). Gradients follow
+    the official code (TinyTigerPan/BCKD, ``mmdet/models/losses/kd_loss.py`` ``novel_kd_loss`` and
+    ``mmdet/models/dense_heads/ld_head.py``): the class term's weight ``|p_t − p_s|^beta`` is differentiated
+    through ``p_s`` (the official ``score = pred.sigmoid()`` is not detached), the box weight ``w_ba`` and
+    everything of the teacher carry no gradient. Where ``p_t == p_s`` exactly the weight's gradient is taken
+    as 0 (autograd's ``pow`` would give NaN there for beta < 1; for beta ≥ 1 they agree).
 
     Args:
         student, teacher: :class:`kdloss.DetectionOutput` with ``cls (B, A, nc)``, ``box (B, A, 4, reg_max)``,
             ``anchors (A, 2)`` and ``strides (A,)``.
-        avg_factor: the normaliser, e.g. the number of positive anchors. ``None`` uses the teacher's
-            soft count of foreground anchors, ``max(1, Σ_{b,a} max_c p_t)``: like a positive count, it
-            does not grow with the number of background anchors or classes.
+        avg_factor: the normaliser. The official code divides both terms by the assigner's number of
+            positive anchors; in ultralytics training pass the detection loss's ``target_scores_sum`` (the
+            kdloss adapter does). ``None``, for callers without an assigner, uses the teacher's soft
+            foreground count ``max(1, Σ_{b,a} max_c p_t)``; every anchor adds its ``max_c p_t``, so
+            background anchors add their (small) teacher scores and the count grows with the image size.
         impl: ``"eager"`` (:func:`bckd_terms`), ``"fused"`` (:mod:`kdloss.ops.bckd`: class term as one
             autograd Function, box term as one with a hand-written gradient), ``"compile"`` or ``"auto"``
             (fused).
@@ -77,16 +83,22 @@ def bckd_terms(student_cls: Tensor, teacher_cls: Tensor, student_box: Tensor, te
     """
     dtype = compute_dtype(student_cls)
     s_logits = student_cls.to(dtype)
-    with torch.no_grad():
-        p_t = teacher_cls.detach().to(dtype).sigmoid()
-        gap = (p_t - s_logits.sigmoid()).abs()
+    p_t = teacher_cls.detach().to(dtype).sigmoid()
+    gap = (p_t - s_logits.sigmoid()).abs()  # differentiated, as in the official novel_kd_loss
     bce = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")
-    cls_sum = (bce * gap.pow(beta)).sum()
+    cls_sum = (bce * _gap_power(gap, beta)).sum()
     box_s = decode_dfl_boxes(student_box.to(dtype), anchors, strides)
     with torch.no_grad():
         box_t = decode_dfl_boxes(teacher_box.detach().to(dtype), anchors, strides)
-    box_sum = (gap.amax(-1) * (1.0 - generalized_iou(box_s, box_t))).sum()
+    box_sum = (gap.detach().amax(-1) * (1.0 - generalized_iou(box_s, box_t))).sum()
     return cls_sum, box_sum, p_t.amax(-1).sum()
+
+
+def _gap_power(gap: Tensor, beta: float) -> Tensor:
+    """``gap^beta`` whose gradient is 0 where ``gap == 0`` (autograd's ``pow`` gives NaN there for beta < 1;
+    for beta ≥ 1 both agree)."""
+    positive = gap > 0
+    return torch.where(positive, torch.where(positive, gap, 1.0).pow(beta), 0.0)
 
 
 def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor:

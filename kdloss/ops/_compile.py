@@ -13,6 +13,10 @@ import torch
 # an elementwise gradient at YOLOv8's P3 size); this keeps one OpenMP region and lets OpenMP split it.
 # Scoped to these compiles, the user's global inductor config is left alone.
 INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
+# Python floats (tau, beta) are specialised: each value gets its own graph, guarded. With torch 2.14's
+# default (unspecialised, symbolic floats) a kernel using ``x.pow(beta)`` beside another use of ``beta``
+# returned the first call's result for later betas (tests/test_impls.py::test_compiled_kernels_follow_a_new_beta).
+DYNAMO_CONFIG = {"specialize_float": True}
 
 
 def compiler_failed(error: Exception) -> bool:
@@ -33,7 +37,8 @@ def compiler_failed(error: Exception) -> bool:
 
 class LazyCompiled:
     """Calls ``torch.compile(fn, dynamic=True)`` on first use. ``dynamic=True`` keeps multi-scale training
-    (changing H, W and batch) from recompiling every step.
+    (changing H, W and batch) from recompiling every step; float arguments are specialised
+    (:data:`DYNAMO_CONFIG`), so a new tau or beta compiles once more.
 
     If the compiler fails (:func:`compiler_failed`), warns once and calls ``fn`` from then on (``failed``).
     Every other error propagates unchanged and the compiled path stays: the ``ValueError`` of a shape check,
@@ -54,7 +59,8 @@ class LazyCompiled:
         if self.compiled is None:
             self.compiled = torch.compile(self.fn, dynamic=True, options=INDUCTOR_OPTIONS)
         try:
-            return self.compiled(*args, **kwargs)
+            with torch._dynamo.config.patch(DYNAMO_CONFIG):
+                return self.compiled(*args, **kwargs)
         except Exception as error:  # compile errors surface at the first call with new shapes or guards
             if isinstance(getattr(error, "inner_exception", None), torch.OutOfMemoryError):
                 raise error.inner_exception from error  # the backend ran out of memory while compiling

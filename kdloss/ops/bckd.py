@@ -1,14 +1,19 @@
 """Fused BCKD: the class term and the box term each as one custom autograd Function.
 
-Class term over ``(R, nc)`` rows (``R = B·A`` anchors), with ``p_t = σ(t)``, ``p_s = σ(s)``::
+Class term over ``(R, nc)`` rows (``R = B·A`` anchors), with ``p_t = σ(t)``, ``p_s = σ(s)``,
+``d = p_s − p_t`` and ``w = |d|^beta``::
 
-    Σ BCE_with_logits(s, p_t) · |p_t − p_s|^beta,      ∂/∂s = (p_s − p_t) · |p_t − p_s|^beta
+    Σ BCE_with_logits(s, p_t) · w
+    ∂/∂s = d · w + BCE(s, p_t) · beta · (w / d) · p_s (1 − p_s)        (second term 0 where d = 0)
 
-(the weight carries no gradient, as in the official code). One pass also gives the per-anchor
-``max_c |p_t − p_s|`` (the box weights) and ``max_c p_t`` (the default normaliser), so nothing of size
-``(R, nc)`` is kept for backward but the inputs. Box term: one compiled function decodes both boxes'
-DFL logits, takes GIoU and the weighted sum, and writes the gradient from the formulas of
-:func:`giou_and_grad` while everything is in registers; backward only scales it.
+The weight ``w`` is differentiated, as in the official ``novel_kd_loss`` (TinyTigerPan/BCKD,
+``mmdet/models/losses/kd_loss.py``: ``score = pred.sigmoid()`` is not detached), like the modulating
+factor of Quality Focal Loss. One pass also gives the per-anchor ``max_c |p_t − p_s|`` (the box weights,
+detached as in the official code) and ``max_c p_t`` (the default normaliser). On the CPU (inductor or
+plain torch) forward also writes the unscaled gradient while the row is in cache, and backward scales it;
+with Triton (CUDA) forward keeps nothing but the inputs and backward recomputes.
+Box term: one compiled function decodes both boxes' DFL logits, takes GIoU and the weighted sum, and
+writes the gradient from the formulas of :func:`giou_and_grad`; backward only scales it.
 Reference: :func:`kdloss.functional.bckd.bckd_parts`.
 """
 
@@ -19,12 +24,13 @@ from torch import Tensor
 
 from kdloss._checks import compute_dtype
 from kdloss.detection import boxes_from_distances, decode_dfl_boxes, generalized_iou
-from kdloss.ops import triton_kernels
+from kdloss.ops import select_kernels, triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
 
-def _sigmoid_and_softplus_neg_abs(x: Tensor) -> tuple[Tensor, Tensor]:
-    """``σ(x)`` and ``log(1 + exp(−|x|))`` from one exponential ``e = exp(−|x|)``.
+def _sigmoid_softplus_and_slope(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``σ(x)``, ``log(1 + exp(−|x|))`` and ``σ'(x) = σ(x)(1 − σ(x)) = e / (1 + e)²`` from one exponential
+    ``e = exp(−|x|)``.
 
     ``log1p(e)`` is computed as ``log(u) · e / (u − 1)`` with ``u = 1 + e`` (Goldberg's correction, exact to
     a few ulp; ``e`` itself where ``u`` rounds to 1), because torch's vectorised CPU ``log1p`` can be an
@@ -33,32 +39,49 @@ def _sigmoid_and_softplus_neg_abs(x: Tensor) -> tuple[Tensor, Tensor]:
     e = torch.exp(-x.abs())
     u = 1.0 + e
     softplus = torch.where(u == 1.0, e, torch.log(u) * (e / (u - 1.0)))
-    return torch.where(x >= 0, 1.0, e) / u, softplus
+    return torch.where(x >= 0, 1.0, e) / u, softplus, e / (u * u)
 
 
 def _weight(gap: Tensor, beta: float) -> Tensor:
     return gap if beta == 1.0 else gap.pow(beta)  # the common beta = 1 needs no pow
 
 
-def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``(R, nc)`` logits → (class-term sum, ``max_c |p_t − p_s|`` ``(R,)``, ``max_c p_t`` ``(R,)``).
-
-    ``BCE_with_logits(x, p) = max(x, 0) − x·p + log(1 + exp(−|x|))``, sharing its exponential with ``σ(x)``.
-    """
+def _cls_elementwise(student: Tensor, teacher: Tensor, beta: float, with_grad: bool):
+    """Per element of ``(R, nc)`` logits: ``BCE · w``, ``|p_t − p_s|``, ``p_t`` and (``with_grad``) the gradient
+    of ``BCE · w`` for the student, all in the compute dtype. ``BCE_with_logits(x, p) = max(x, 0) − x·p +
+    log(1 + exp(−|x|))`` and ``σ'(x) = e / (1 + e)²`` share one exponential ``e = exp(−|x|)`` with ``σ(x)``."""
     dtype = compute_dtype(student)
     x = student.to(dtype)
     p_t = torch.sigmoid(teacher.to(dtype))
-    p_s, softplus = _sigmoid_and_softplus_neg_abs(x)
-    gap = (p_t - p_s).abs()
+    p_s, softplus, slope = _sigmoid_softplus_and_slope(x)
+    diff = p_s - p_t
+    gap = diff.abs()
+    w = _weight(gap, beta)
     bce = x.clamp(min=0) - x * p_t + softplus
-    return (bce * _weight(gap, beta)).sum(), gap.amax(1), p_t.amax(1)
+    if not with_grad:
+        return bce * w, gap, p_t, None
+    # d w / d p_s = beta · |d|^(beta − 1) · sign(d) = beta · w / d (0 where d = 0: no NaN for beta < 1)
+    dw = torch.sign(diff) if beta == 1.0 else torch.where(gap > 0, beta * w / diff, 0.0)
+    return bce * w, gap, p_t, diff * w + bce * dw * slope
+
+
+def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(R, nc)`` logits → (class-term sum, ``max_c |p_t − p_s|`` ``(R,)``, ``max_c p_t`` ``(R,)``)."""
+    loss, gap, p_t, _ = _cls_elementwise(student, teacher, beta, with_grad=False)
+    return loss.sum(), gap.amax(1), p_t.amax(1)
+
+
+def bckd_cls_value_and_grad(student: Tensor, teacher: Tensor, beta: float
+                            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`bckd_cls_forward` plus the unscaled gradient ``(R, nc)`` of the sum for the student (compute dtype)."""
+    loss, gap, p_t, grad = _cls_elementwise(student, teacher, beta, with_grad=True)
+    return loss.sum(), gap.amax(1), p_t.amax(1), grad
 
 
 def bckd_cls_backward(student: Tensor, teacher: Tensor, beta: float, factor: Tensor) -> Tensor:
-    """``factor · (p_s − p_t) · |p_t − p_s|^beta`` in the student's dtype."""
-    p_s = torch.sigmoid(student.to(factor.dtype))
-    diff = p_s - torch.sigmoid(teacher.to(factor.dtype))
-    return (diff * _weight(diff.abs(), beta) * factor).to(student.dtype)
+    """``factor ·`` the class term's gradient, in the student's dtype: the torch twin of the Triton backward."""
+    grad = _cls_elementwise(student.to(factor.dtype), teacher, beta, with_grad=True)[3]
+    return (grad * factor).to(student.dtype)
 
 
 def _d_min(a: Tensor, b: Tensor) -> Tensor:
@@ -136,7 +159,8 @@ def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strid
     return total, probs * (bins - distances[..., None]) * g_distance[..., None]
 
 
-COMPILED_CLS = (LazyCompiled(bckd_cls_forward), LazyCompiled(bckd_cls_backward))
+COMPILED_CLS = (LazyCompiled(bckd_cls_forward), LazyCompiled(bckd_cls_value_and_grad))
+EAGER_CLS = (bckd_cls_forward, bckd_cls_value_and_grad)
 COMPILED_BOX = LazyCompiled(bckd_box_value_and_grad)
 
 
@@ -149,6 +173,7 @@ class BCKDBoxFunction(torch.autograd.Function):
     def forward(ctx, box_s: Tensor, box_t: Tensor, anchors: Tensor, strides: Tensor, weights: Tensor,
                 kernels: str) -> Tensor:
         ctx.student_dtype = box_s.dtype
+        kernels = select_kernels("BCKD", box_s, kernels, has_triton=False)
         with torch.autocast(box_s.device.type, enabled=False):
             if not ctx.needs_input_grad[0]:
                 return bckd_box_sum(box_s, box_t, anchors, strides, weights)
@@ -163,34 +188,41 @@ class BCKDBoxFunction(torch.autograd.Function):
         return (unscaled * grad_output.to(unscaled.dtype)).to(ctx.student_dtype), None, None, None, None, None
 
 
-def cls_kernels_for(tensor: Tensor, kernels: str = "auto"):
-    if kernels == "auto":
-        kernels = "triton" if tensor.is_cuda and triton_kernels.AVAILABLE else "compiled"
-    if kernels == "triton":
-        return triton_kernels.bckd_cls_forward, triton_kernels.bckd_cls_backward
-    return COMPILED_CLS if kernels == "compiled" else (bckd_cls_forward, bckd_cls_backward)
-
-
 class BCKDClassFunction(torch.autograd.Function):
     """Class term of BCKD on ``(R, nc)`` rows: returns (sum, box weights ``(R,)``, ``max_c p_t`` ``(R,)``);
-    only the sum is differentiable, for the student only."""
+    only the sum is differentiable, for the student only (``|p_t − p_s|^beta`` included).
+
+    ``kernels``: ``"triton"`` (backward recomputes), ``"compiled"`` or ``"torch"`` (forward writes the
+    unscaled gradient when the student requires grad, backward scales it), or ``"auto"``
+    (:func:`kdloss.ops.select_kernels`)."""
 
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, beta: float, kernels: str):
-        forward, backward = cls_kernels_for(student, kernels)
+        kernels = select_kernels("BCKD", student, kernels, has_triton=True)
+        ctx.beta, ctx.kernels, ctx.student_dtype = beta, kernels, student.dtype
         with torch.autocast(student.device.type, enabled=False):
-            total, gap_max, pt_max = forward(student, teacher, beta)
-        ctx.save_for_backward(student, teacher)
-        ctx.beta, ctx.backward_kernel = beta, backward
+            if kernels == "triton":
+                total, gap_max, pt_max = triton_kernels.bckd_cls_forward(student, teacher, beta)
+                ctx.save_for_backward(student, teacher)
+            else:
+                forward, value_and_grad = COMPILED_CLS if kernels == "compiled" else EAGER_CLS
+                if ctx.needs_input_grad[0]:
+                    total, gap_max, pt_max, grad = value_and_grad(student, teacher, beta)
+                    ctx.save_for_backward(grad)
+                else:
+                    total, gap_max, pt_max = forward(student, teacher, beta)
         ctx.mark_non_differentiable(gap_max, pt_max)
         return total, gap_max, pt_max
 
     @staticmethod
     def backward(ctx, grad_total: Tensor, _grad_gap: Tensor, _grad_pt: Tensor):
-        student, teacher = ctx.saved_tensors
-        dtype = compute_dtype(student)
-        with torch.autocast(student.device.type, enabled=False):
-            grad = ctx.backward_kernel(student, teacher, ctx.beta, grad_total.to(dtype))
+        if ctx.kernels == "triton":
+            student, teacher = ctx.saved_tensors
+            with torch.autocast(student.device.type, enabled=False):
+                grad = triton_kernels.bckd_cls_backward(student, teacher, ctx.beta, grad_total.float())
+        else:
+            (unscaled,) = ctx.saved_tensors
+            grad = (unscaled * grad_total.to(unscaled.dtype)).to(ctx.student_dtype)
         return grad, None, None, None
 
 

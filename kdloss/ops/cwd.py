@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
-from kdloss.ops import triton_kernels
+from kdloss.ops import select_kernels, triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
 
@@ -72,25 +72,16 @@ COMPILED = (LazyCompiled(cwd_rows_forward), LazyCompiled(cwd_rows_value_and_grad
 EAGER = (cwd_rows_forward, cwd_rows_value_and_grad)
 
 
-def resolve_kernels(tensor: Tensor, kernels: str) -> str:
-    """``"auto"`` → ``"triton"`` on CUDA when Triton is installed, else ``"compiled"``."""
-    if kernels == "auto":
-        return "triton" if tensor.is_cuda and triton_kernels.AVAILABLE else "compiled"
-    if kernels not in ("triton", "compiled", "torch"):
-        raise ValueError(f"CWD: kernels must be 'auto', 'triton', 'compiled' or 'torch', got {kernels!r}")
-    return kernels
-
-
 class CWDRowsFunction(torch.autograd.Function):
     """``scale · Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over ``(R, L)`` rows; gradient for the student.
 
     ``kernels``: ``"triton"`` (statistics saved, softmaxes recomputed in backward), ``"compiled"`` or
-    ``"torch"`` (unscaled gradient written by forward), or ``"auto"``.
+    ``"torch"`` (unscaled gradient written by forward), or ``"auto"`` (:func:`kdloss.ops.select_kernels`).
     """
 
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, tau: float, kernels: str, scale: float = 1.0) -> Tensor:
-        kernels = resolve_kernels(student, kernels)
+        kernels = select_kernels("CWD", student, kernels, has_triton=True)
         ctx.tau, ctx.scale, ctx.kernels, ctx.student_dtype = tau, scale, kernels, student.dtype
         with torch.autocast(student.device.type, enabled=False):
             if kernels == "triton":

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
+from kdloss.ops import select_kernels
 from kdloss.ops._compile import LazyCompiled
 
 
@@ -44,7 +45,8 @@ class ErrorSumFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, power: int, kernels: str) -> Tensor:
-        forward, backward = KERNELS[("torch" if kernels == "torch" else "compiled", power)]
+        kernels = select_kernels("error sum", student, kernels, has_triton=False)
+        forward, backward = KERNELS[(kernels, power)]
         with torch.autocast(student.device.type, enabled=False):
             total = forward(student, teacher)
         ctx.save_for_backward(student, teacher)

@@ -4,7 +4,8 @@
   ``Σ p_t (t − s)`` in a single read of both inputs; backward writes ``(p_s − p_t) · factor`` in one more.
 - BCKD class term: one program per anchor; sigmoid, BCE-with-logits and the ``|p_t − p_s|^beta`` weight
   in one read; also the per-anchor ``max_c |p_t − p_s|`` (box weights) and ``max_c p_t`` (default
-  normaliser). Backward: ``(p_s − p_t) · |p_t − p_s|^beta · factor`` (the weight carries no gradient).
+  normaliser). Backward recomputes and writes the full gradient, the weight ``|p_t − p_s|^beta``
+  differentiated as in the official code (see :mod:`kdloss.ops.bckd`).
 
 The forward launchers and the BCKD backward have torch twins with the same signature
 (``kdloss.ops.cwd.cwd_rows_forward``, ``kdloss.ops.bckd``); every launcher is tested through its autograd
@@ -92,10 +93,15 @@ if AVAILABLE:
         mask = idx < classes
         x = tl.load(S + row * classes + idx, mask=mask, other=0.0).to(tl.float32)
         p_t = tl.sigmoid(tl.load(T + row * classes + idx, mask=mask, other=0.0).to(tl.float32))
-        p_s = tl.sigmoid(x)
-        gap = tl.abs(p_t - p_s)
+        e = tl.exp(-tl.abs(x))
+        u = 1.0 + e
+        p_s = tl.where(x >= 0, 1.0, e) / u
+        diff = p_s - p_t
+        gap = tl.abs(diff)
         weight = tl.where(gap > 0, tl.exp(beta * tl.log(tl.maximum(gap, 1e-30))), 0.0)
-        grad = (p_s - p_t) * weight * tl.load(FACTOR)
+        bce = tl.maximum(x, 0.0) - x * p_t + tl.log(u)
+        d_weight = tl.where(gap > 0, beta * weight / tl.where(gap > 0, diff, 1.0), 0.0)  # beta·|d|^(beta−1)·sign d
+        grad = (diff * weight + bce * d_weight * e / (u * u)) * tl.load(FACTOR)
         tl.store(GRAD + row * classes + idx, grad.to(GRAD.dtype.element_ty), mask=mask)
 
 
