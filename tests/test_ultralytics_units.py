@@ -136,6 +136,42 @@ def test_model_loss_returns_detection_and_distillation_terms():
     assert list(eval_items) == list(items) and eval_items["cwd_loss"] == 0 and loss[-1] == 0
 
 
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
+def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch):
+    """BCKD divides by the normaliser of ultralytics' own cls loss in the same step (target_scores_sum),
+    read here independently from cls_loss = hyp.cls · Σ BCE / target_scores_sum."""
+    model = KDDistillationModel(student(yaml.replace("n.", "s.")), student(yaml), DistillConfig(feature_loss="none"))
+    g = torch.Generator().manual_seed(0)  # many large objects: the target scores sum to more than the clamp 1
+    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
+    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
+             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    model.train()
+    seen = {}
+    original = BCKD.parts
+
+    def spy(self, s, t, avg_factor=None):
+        seen["avg_factor"] = avg_factor
+        seen["default"] = original(self, s, t)
+        return original(self, s, t, avg_factor)
+
+    monkeypatch.setattr(BCKD, "parts", spy)
+    _, items = model.loss(batch)
+    criterion = model.student_model.criterion
+    branch = getattr(criterion, "one2many", criterion)
+    bce_sums = []
+    bce = branch.bce
+    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
+    with torch.no_grad():
+        preds = model.student_model(batch["img"])
+        raw = preds["one2many"] if "one2many" in preds else preds
+        cls_loss = branch.get_assigned_targets_and_loss(raw, batch)[1][1]
+    expected = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
+    assert seen["avg_factor"].item() == pytest.approx(expected, rel=1e-4)
+    assert seen["avg_factor"].item() > 1.0
+    assert items["bckd_cls_loss"].item() != pytest.approx(seen["default"]["cls"].item(), rel=1e-3)  # not the default
+    assert not criterion.__dict__.get("_forward_hooks") and not branch.assigner._forward_hooks  # hook removed
+
+
 def test_error_class_count_mismatch():
     with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 6: logit_loss=bckd"):
         KDDistillationModel(student(nc=3), student(nc=6), DistillConfig())

@@ -116,14 +116,17 @@ class KDDistillationModel(DistillationModel):
         with torch.no_grad():
             self.teacher_model(batch["img"])
         preds = self.student_model(batch["img"])
-        regular, items = self.student_model.loss(batch, preds)
-        total, parts = self.projector(self._criterion_inputs(), progress=self.progress)
+        with TargetScoresSum(self.student_model) as normaliser:
+            regular, items = self.student_model.loss(batch, preds)
+        total, parts = self.projector(self._criterion_inputs(normaliser.value), progress=self.progress)
         items.update({f"{key}_loss": value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
 
-    def _criterion_inputs(self) -> dict:
+    def _criterion_inputs(self, avg_factor: torch.Tensor | None = None) -> dict:
+        """The projector's inputs; logit losses get ``avg_factor``, the normaliser of the student's own
+        cls/box losses in this step (BCKD divides by it, L1/L2 ignore it)."""
         n = len(self.feats_idx) - 1
         inputs = {}
         if self.config.feature_loss != "none":
@@ -135,8 +138,40 @@ class KDDistillationModel(DistillationModel):
             inputs[self.config.logit_loss] = (
                 detection_output(self._student_feats[n], detect_head(self.student_model)),
                 detection_output(self._teacher_feats[n], detect_head(self.teacher_model)),
+                avg_factor,
             )
         return inputs
+
+
+class TargetScoresSum:
+    """Context manager that records ``target_scores.sum().clamp(min=1)``, the normaliser ultralytics' own cls,
+    box and DFL losses divide by, while the student's detection loss runs (no second assignment).
+
+    A forward hook on the criterion's ``TaskAlignedAssigner`` (the one-to-many branch of end-to-end heads,
+    the branch kdloss distills) is added on entry and removed on exit, so nothing stays on the student
+    or in its checkpoints. ``value`` is ``None`` for a criterion without such an assigner (BCKD then uses
+    its documented default).
+    """
+
+    def __init__(self, student: nn.Module):
+        if getattr(student, "criterion", None) is None:
+            student.criterion = student.init_criterion()
+        criterion = student.criterion
+        self.assigner = getattr(getattr(criterion, "one2many", criterion), "assigner", None)
+        self.value: torch.Tensor | None = None
+        self._handle = None
+
+    def _record(self, _module, _inputs, outputs) -> None:
+        self.value = outputs[2].detach().sum().clamp(min=1)  # (labels, bboxes, scores, fg_mask, gt_idx)
+
+    def __enter__(self) -> TargetScoresSum:
+        if isinstance(self.assigner, nn.Module):
+            self._handle = self.assigner.register_forward_hook(self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
 
 
 def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) -> None:
