@@ -13,6 +13,7 @@ from kdloss.adapters.ultralytics.experiment import (
     parse_method,
     parse_seeds,
     run_experiment,
+    run_name,
     summarize,
 )
 
@@ -46,7 +47,42 @@ def test_summary_means_stds_and_deltas():
     assert rows[1]["map50_95"][0] == pytest.approx(0.14) and rows[1]["map50_95"][1] == pytest.approx(0.0141421, 1e-4)
     assert rows[1]["delta"] == pytest.approx(0.03)
     table = markdown_table(rows)
-    assert "| yolov8n cwd | 8.10 | 3,000,000 | 0.2400 ± 0.0141 | 0.1400 ± 0.0141 | +0.0300 | 2 |" in table
+    assert "| yolov8n cwd | 8.10 | 3,000,000 | 0.2400 ± 0.0141 | 0.1400 ± 0.0141 | +0.0300 |" in table
+
+
+def test_paired_statistics_per_seed():
+    """Δ_i pairs each seed with the baseline of the same seed: the spread of the baselines cancels."""
+    def run(method, seed, value):
+        return RunResult("yolov8n", method, seed, "w", 8.1, 3_000_000, value, value, "test")
+
+    base = {0: 0.10, 1: 0.30, 2: 0.20, 3: 0.25}
+    results = [run("none", s, v) for s, v in base.items()]
+    gains = {0: 0.02, 1: 0.03, 2: -0.01, 3: 0.04}
+    results += [run("cwd", s, base[s] + g) for s, g in gains.items()]
+    results += [run("bckd", 5, 0.5)]  # a seed without a baseline is not paired
+    teacher = run("teacher", 0, 0.4625)
+    rows = {r["method"]: r for r in summarize(results, teacher)}
+    mean, se, improved, count = rows["cwd"]["paired"]
+    deltas = list(gains.values())
+    expected_se = (sum((d - 0.02) ** 2 for d in deltas) / 3) ** 0.5 / 2
+    assert mean == pytest.approx(0.02) and se == pytest.approx(expected_se) and (improved, count) == (3, 4)
+    assert rows["cwd"]["gap_closed"] == pytest.approx(0.02 / (0.4625 - 0.2125))
+    assert rows["bckd"]["paired"] is None and rows["none"]["paired"] is None
+    table = markdown_table(list(rows.values()))
+    assert f"| +0.0200 ± {expected_se:.4f} | 3/4 | 8 % | 4 |" in table
+
+
+def test_methods_carry_their_own_settings():
+    assert parse_method("cwd:feature_weight=10") == {"logit_loss": "none", "feature_loss": "cwd",
+                                                     "feature_weight": 10.0}
+    assert parse_method("bckd+cwd:tau=2:schedule=cosine") == {"logit_loss": "bckd", "feature_loss": "cwd",
+                                                              "tau": 2.0, "schedule": "cosine"}
+    assert run_name("bckd+cwd:tau=2:feature_weight=0.5", 1) == "bckd_cwd-tau2-feature_weight0.5-seed1"
+    for bad, message in (("cwd:tau", "not key=value"), ("cwd:heat=2", "not key=value with a kdloss key"),
+                         ("cwd:tau=-1", "tau must be > 0"), ("builtin:tau=2", "takes no settings"),
+                         ("cwd:feature_loss=mgd", "not key=value with a kdloss key")):
+        with pytest.raises(ValueError, match=message):
+            parse_method(bad)
 
 
 @pytest.mark.slow

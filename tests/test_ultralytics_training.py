@@ -23,8 +23,8 @@ from kdloss.adapters.ultralytics.data import make_shapes_dataset
 pytestmark = pytest.mark.slow
 COMMON = {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "plots": False, "amp": False, "device": "cpu",
           "exist_ok": True, "verbose": False, "seed": 0}
-EXPECTED_COLUMNS = {"cwd": ["cwd_loss"], "mgd": ["mgd_loss"], "mimic": ["mimic_loss"], "none": [],
-                    "bckd": ["bckd_cls_loss", "bckd_box_loss"], "l1": ["l1_loss"], "l2": ["l2_loss"]}
+EXPECTED_COLUMNS = {"cwd": ["kdcwd_loss"], "mgd": ["kdmgd_loss"], "mimic": ["kdmim_loss"], "none": [],
+                    "bckd": ["kdcls_loss", "kdbox_loss"], "l1": ["kdl1_loss"], "l2": ["kdl2_loss"]}
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +202,7 @@ def test_other_detect_head_families(family, data, tmp_path):
     torch.save({"model": DetectionModel(f"{family}s.yaml", nc=6, verbose=False), "train_args": {}}, teacher)
     distill(f"{family}n.yaml", teacher, data, project=str(tmp_path), name="r", **COMMON)
     (row,) = results(tmp_path / "r")
-    assert all(math.isfinite(float(row[f"train/{c}"])) for c in ("cwd_loss", "bckd_cls_loss", "bckd_box_loss"))
+    assert all(math.isfinite(float(row[f"train/{c}"])) for c in ("kdcwd_loss", "kdcls_loss", "kdbox_loss"))
 
 
 def test_cli_end_to_end(data, teacher, tmp_path):
@@ -213,7 +213,7 @@ def test_cli_end_to_end(data, teacher, tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = results(tmp_path / "cli")
-    assert float(row["train/mimic_loss"]) > 0 and float(row["train/l2_loss"]) > 0
+    assert float(row["train/kdmim_loss"]) > 0 and float(row["train/kdl2_loss"]) > 0
 
     bad = subprocess.run([str(kdloss), "distill", "student=yolov8n.yaml", "feature_los=cwd"], capture_output=True,
                          text=True, cwd=tmp_path)
@@ -226,5 +226,5 @@ def test_results_png_plots_distillation_columns(data, teacher, tmp_path):
     """ultralytics plots every results.csv column whose name holds 'loss': ours are named *_loss."""
     distill("yolov8n.yaml", teacher, data, project=str(tmp_path), name="r", **{**COMMON, "plots": True})
     (row,) = results(tmp_path / "r")
-    assert {"train/cwd_loss", "train/bckd_cls_loss", "train/bckd_box_loss"} <= set(row)
+    assert {"train/kdcwd_loss", "train/kdcls_loss", "train/kdbox_loss"} <= set(row)
     assert (tmp_path / "r" / "results.png").read_bytes()[:4] == b"\x89PNG"

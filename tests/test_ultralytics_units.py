@@ -127,13 +127,13 @@ def test_model_loss_returns_detection_and_distillation_terms():
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
     model.train()
     loss, items = model.loss(batch)
-    assert loss.shape == (4,) and list(items)[-3:] == ["cwd_loss", "bckd_cls_loss", "bckd_box_loss"]
+    assert loss.shape == (4,) and list(items)[-3:] == ["kdcwd_loss", "kdcls_loss", "kdbox_loss"]
     loss.sum().backward()
     assert model.projector.losses["cwd"].align.convs[0].weight.grad is not None
     assert all(p.grad is None for p in model.teacher_model.parameters())
     model.eval()
     loss, eval_items = model.loss(batch)
-    assert list(eval_items) == list(items) and eval_items["cwd_loss"] == 0 and loss[-1] == 0
+    assert list(eval_items) == list(items) and eval_items["kdcwd_loss"] == 0 and loss[-1] == 0
 
 
 @pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
@@ -168,8 +168,24 @@ def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch)
     expected = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
     assert seen["avg_factor"].item() == pytest.approx(expected, rel=1e-4)
     assert seen["avg_factor"].item() > 1.0
-    assert items["bckd_cls_loss"].item() != pytest.approx(seen["default"]["cls"].item(), rel=1e-3)  # not the default
+    assert items["kdcls_loss"].item() != pytest.approx(seen["default"]["cls"].item(), rel=1e-3)  # not the default
     assert not criterion.__dict__.get("_forward_hooks") and not branch.assigner._forward_hooks  # hook removed
+
+
+def test_column_names_fit_ultralytics_fields_and_plot():
+    """Each name fits the progress bar's 11-character field with a space, contains "loss" (results.png plots
+    those) and differs from ultralytics' own loss names of every head (YOLO26: l1_loss)."""
+    from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
+
+    criterion = build_criterion(DistillConfig(), [8], [8])
+    keys = [*criterion.part_keys(), "mgd", "mimic", "l1", "l2"]
+    names = [column_name(key) for key in keys]
+    assert set(names) >= set(COLUMN_NAMES.values())
+    assert all(len(name) <= 10 and "loss" in name for name in names)
+    assert len(set(names)) == len(names)
+    assert not set(names) & {"box_loss", "cls_loss", "dfl_loss", "l1_loss", "seg_loss", "pose_loss", "kobj_loss"}
+    header = ("%11s" * len(names)) % tuple(names)
+    assert header.split() == names  # readable: no two names run together
 
 
 def test_error_class_count_mismatch():

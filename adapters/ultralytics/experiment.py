@@ -1,11 +1,15 @@
 """Train a student with each distillation method and seed under identical settings, then tabulate.
 
 The table is the one distillation papers report: model, GFLOPs, params, mAP50, mAP50-95 and the change
-in mAP50-95 against the same student trained without a teacher (``none``), as mean ± std over seeds.
+in mAP50-95 against the same student trained without a teacher (``none``), as mean ± std over seeds,
+plus paired statistics: with the same seed the baseline and a distilled student share initialisation and
+data order, so each seed gives one difference Δ_i = mAP(method, i) − mAP(none, i); the table reports their
+mean ± standard error (std/√n), how many seeds improved, and the share of the teacher–student gap closed.
 Methods: ``none`` (no teacher), ``builtin`` (ultralytics' own ``distill_model`` distillation), a logit
 or feature loss (``l1``, ``l2``, ``bckd``, ``mimic``, ``mgd``, ``cwd``) or a pair joined by ``+``
-(``bckd+cwd``). Every run writes ``kdloss_result.json`` when it is evaluated; runs that have one are
-skipped, so an interrupted experiment continues where it stopped.
+(``bckd+cwd``), optionally with kdloss settings after ``:`` (``cwd:feature_weight=10``,
+``bckd+cwd:tau=2:feature_weight=3``). Every run writes ``kdloss_result.json`` when it is evaluated; runs
+that have one are skipped, so an interrupted experiment continues where it stopped.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import get_flops
 
 from kdloss.adapters.ultralytics.api import distill
-from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES
+from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
 
 RESULT_FILE = "kdloss_result.json"
 
@@ -50,17 +54,40 @@ def parse_seeds(value) -> list[int]:
 
 
 def parse_method(method: str) -> dict[str, str] | None:
-    """``"bckd+cwd"`` → ``{"logit_loss": "bckd", "feature_loss": "cwd"}``; ``none``/``builtin`` → ``None``."""
-    if method in {"none", "builtin"}:
+    """``"bckd+cwd"`` → ``{"logit_loss": "bckd", "feature_loss": "cwd"}``; ``none``/``builtin`` → ``None``.
+
+    Settings follow ``:`` as ``key=value`` (kdloss keys, :class:`DistillConfig`):
+    ``"cwd:feature_weight=10:tau=2"`` → ``{"logit_loss": "none", "feature_loss": "cwd", "feature_weight":
+    10.0, "tau": 2.0}``.
+    """
+    losses_part, *settings = method.split(":")
+    if losses_part in {"none", "builtin"}:
+        if settings:
+            raise ValueError(f"method {method!r}: {losses_part} takes no settings")
         return None
     losses = {"feature_loss": "none", "logit_loss": "none"}
-    for part in method.split("+"):
+    for part in losses_part.split("+"):
         key = "feature_loss" if part in FEATURE_LOSSES else "logit_loss" if part in LOGIT_LOSSES else None
         if key is None or part == "none" or losses[key] != "none":
             raise ValueError(f"method {method!r}: use none, builtin, one of {LOGIT_LOSSES[:-1]} and/or one of "
-                             f"{FEATURE_LOSSES[:-1]} joined by '+', e.g. bckd+cwd")
+                             f"{FEATURE_LOSSES[:-1]} joined by '+', e.g. bckd+cwd, then optional settings "
+                             "such as cwd:feature_weight=10")
         losses[key] = part
-    return losses
+    values = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if not value or key not in DistillConfig.keys() or key in losses:
+            raise ValueError(f"method {method!r}: setting {setting!r} is not key=value with a kdloss key other "
+                             f"than the losses ({', '.join(k for k in DistillConfig.keys() if k not in losses)})")
+        values[key] = value
+    parsed = DistillConfig.from_dict({**losses, **values})  # validates and converts the values
+    return {**losses, **{key: getattr(parsed, key) for key in values}}
+
+
+def run_name(method: str, seed: int) -> str:
+    """Folder of one run: ``bckd+cwd:tau=2`` seed 0 → ``bckd_cwd-tau2-seed0``."""
+    name = method.replace("+", "_").replace(":", "-").replace("=", "").replace(",", "_")
+    return f"{name}-seed{seed}"
 
 
 def evaluation_split(data: str | Path) -> str:
@@ -84,7 +111,7 @@ def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, meth
 
 def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
               train_args: dict) -> Path:
-    name = f"{method.replace('+', '_')}-seed{seed}"
+    name = run_name(method, seed)
     args = {**train_args, "data": str(data), "seed": seed, "deterministic": True, "project": str(project),
             "name": name, "exist_ok": True}
     losses = parse_method(method)
@@ -110,7 +137,7 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
     results = []
     total = len(methods) * len(seeds)
     for i, (method, seed) in enumerate(((m, s) for m in methods for s in seeds), 1):
-        run_dir = project / f"{method.replace('+', '_')}-seed{seed}"
+        run_dir = project / run_name(method, seed)
         done = run_dir / RESULT_FILE
         if done.exists():
             LOGGER.info(f"kdloss experiment [{i}/{total}] {method} seed {seed}: done before, skipping")
@@ -139,33 +166,61 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def paired_deltas(results: list[RunResult], method: str) -> list[float]:
+    """mAP50-95 of ``method`` minus that of ``none`` with the same seed, for every seed both have."""
+    baseline = {r.seed: r.map50_95 for r in results if r.method == "none"}
+    return [r.map50_95 - baseline[r.seed] for r in results if r.method == method and r.seed in baseline]
+
+
 def summarize(results: list[RunResult], teacher: RunResult | None = None) -> list[dict]:
-    """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first."""
+    """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first.
+
+    Rows of distillation methods also hold ``paired``: (mean Δ_i, standard error, seeds improved, seeds
+    paired) over the seeds shared with ``none``, and ``gap_closed``: mean Δ_i over the teacher's lead on the
+    baseline's mean (``None`` without a teacher or a lead)."""
     rows = []
     if teacher is not None:
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
                      "gflops": teacher.gflops, "params": teacher.params, "map50": (teacher.map50, 0.0),
-                     "map50_95": (teacher.map50_95, 0.0), "seeds": 1, "delta": None})
+                     "map50_95": (teacher.map50_95, 0.0), "seeds": 1, "delta": None, "paired": None,
+                     "gap_closed": None})
     methods = list(dict.fromkeys(r.method for r in results))
     baseline = [r.map50_95 for r in results if r.method == "none"]
     base_mean = statistics.fmean(baseline) if baseline else None
+    gap = teacher.map50_95 - base_mean if teacher is not None and base_mean is not None else None
     for method in methods:
         runs = [r for r in results if r.method == method]
         m5095 = _mean_std([r.map50_95 for r in runs])
+        deltas = paired_deltas(results, method) if method != "none" else []
+        paired = None
+        if deltas:
+            se = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else 0.0
+            paired = (statistics.fmean(deltas), se, sum(d > 0 for d in deltas), len(deltas))
         rows.append({"model": f"{runs[0].model} {method}", "method": method, "gflops": runs[0].gflops,
                      "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
-                     "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean})
+                     "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean,
+                     "paired": paired,
+                     "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None})
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 | Δ mAP50-95 vs baseline | seeds |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """The papers' table (mean ± std over seeds) followed by the paired columns: Δ ± SE, seeds improved
+    and gap closed."""
+    lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 | Δ mAP50-95 vs baseline | paired Δ ± SE | "
+             "seeds improved | gap closed | seeds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
     def fmt(pair: tuple[float, float], seeds: int) -> str:
         return f"{pair[0]:.4f} ± {pair[1]:.4f}" if seeds > 1 else f"{pair[0]:.4f}"
 
     for r in rows:
         delta = "—" if r["delta"] is None or r["method"] == "none" else f"{r['delta']:+.4f}"
+        paired = r.get("paired")
+        paired_text = "—" if paired is None else f"{paired[0]:+.4f} ± {paired[1]:.4f}"
+        improved = "—" if paired is None else f"{paired[2]}/{paired[3]}"
+        closed = "—" if r.get("gap_closed") is None else f"{100 * r['gap_closed']:.0f} %"
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
-                     f"{fmt(r['map50_95'], r['seeds'])} | {delta} | {r['seeds']} |")
+                     f"{fmt(r['map50_95'], r['seeds'])} | {delta} | {paired_text} | {improved} | {closed} | "
+                     f"{r['seeds']} |")
     return "\n".join(lines)

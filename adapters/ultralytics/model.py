@@ -99,8 +99,9 @@ class KDDistillationModel(DistillationModel):
 
         Returns ``(loss_vector, loss_items)``: ``loss_vector`` is the student's ``[box, cls, dfl]`` times batch
         size followed by the distillation total times batch size; ``loss_items`` adds one detached entry per
-        distillation term (``cwd_loss``, ``bckd_cls_loss``, ``bckd_box_loss``, ...), which ultralytics shows as
-        columns of the progress bar and results.csv, and plots in results.png (it plots columns named ``*loss*``).
+        distillation term (:data:`COLUMN_NAMES`: ``kdcwd_loss``, ``kdcls_loss``, ``kdbox_loss``, ...), which
+        ultralytics shows as columns of the progress bar and results.csv, and plots in results.png (it plots
+        columns named ``*loss*``).
         In eval mode the distillation terms are zeros with the same keys.
         """
         if not self.training:
@@ -108,7 +109,7 @@ class KDDistillationModel(DistillationModel):
                 preds = self.student_model(batch["img"])
             regular, items = self.student_model.loss(batch, preds)
             zero = torch.zeros(1, device=batch["img"].device)
-            items.update({f"{key}_loss": zero[0] for key in self.projector.part_keys()})
+            items.update({column_name(key): zero[0] for key in self.projector.part_keys()})
             return torch.cat([regular, zero]), items
 
         self._teacher_feats.clear()
@@ -119,7 +120,7 @@ class KDDistillationModel(DistillationModel):
         with TargetScoresSum(self.student_model) as normaliser:
             regular, items = self.student_model.loss(batch, preds)
         total, parts = self.projector(self._criterion_inputs(normaliser.value), progress=self.progress)
-        items.update({f"{key}_loss": value for key, value in parts.items()})
+        items.update({column_name(key): value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
@@ -141,6 +142,18 @@ class KDDistillationModel(DistillationModel):
                 avg_factor,
             )
         return inputs
+
+
+# Column of each distillation term in the progress bar, results.csv and results.png: ultralytics prints
+# each name in an 11-character field (so at most 10 characters keep a space between names) and plots
+# columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
+COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "l1": "kdl1_loss",
+                "l2": "kdl2_loss", "bckd_cls": "kdcls_loss", "bckd_box": "kdbox_loss"}
+
+
+def column_name(part_key: str) -> str:
+    """``DistillationLoss`` part key (``cwd``, ``bckd_cls``, ...) → its column (``kdcwd_loss``, ``kdcls_loss``)."""
+    return COLUMN_NAMES.get(part_key, f"kd{part_key}_loss")
 
 
 class TargetScoresSum:
