@@ -1,8 +1,12 @@
 """A deterministic, built-in detection dataset in YOLO format: no download, any size.
 
-Each image holds a few objects of ``len(SHAPES)`` classes (filled geometric shapes in random colours,
-sizes from small to large) over a cluttered background (noise, stray lines and outline distractors), so
-that a small model has room to improve and a better teacher has something to teach.
+Each image holds objects of ``len(SHAPES)`` classes (geometric shapes in random colours) over a cluttered
+background (noise, stray lines and outline distractors), so that a small model has room to improve and a
+better teacher has something to teach. Two kinds (:data:`KINDS`):
+
+- ``shapes``: 1–6 objects per image, sizes from small to large, classes equally likely;
+- ``dense``: 8–24 small objects per image (radius 2.5–6 % of the image, as in aerial datasets such as
+  VisDrone), placed with little overlap, classes imbalanced (from 35 % of the objects down to 5 %).
 """
 
 from __future__ import annotations
@@ -38,7 +42,22 @@ def _draw(img: np.ndarray, cls: int, cx: float, cy: float, r: float, color: tupl
 Label = tuple[int, float, float, float, float]  # class, x, y, w, h (normalised)
 
 
-def _image(rng: np.random.Generator, size: int, max_objects: int) -> tuple[np.ndarray, list[Label]]:
+KINDS = {
+    # objects per image, radius ranges (fraction of the image) with their probabilities, class probabilities
+    "shapes": {"objects": (1, 6), "radii": (((0.03, 0.06), 0.4), ((0.06, 0.16), 0.6)), "classes": None},
+    "dense": {"objects": (8, 24), "radii": (((0.025, 0.04), 0.5), ((0.04, 0.06), 0.5)),
+              "classes": (0.35, 0.25, 0.15, 0.12, 0.08, 0.05)},
+}
+
+
+def _radius(rng: np.random.Generator, size: int, radii) -> float:
+    ranges, probs = zip(*radii)
+    low, high = ranges[int(rng.choice(len(ranges), p=probs))]
+    return float(size * rng.uniform(low, high))
+
+
+def _image(rng: np.random.Generator, size: int, max_objects: int, kind: str = "shapes"
+           ) -> tuple[np.ndarray, list[Label]]:
     base = rng.integers(40, 200, size=3)
     img = np.clip(base + rng.normal(0, 18, (size, size, 3)), 0, 255).astype(np.uint8)
     for _ in range(rng.integers(2, 7)):  # clutter: stray lines and outlines that are not objects
@@ -49,10 +68,24 @@ def _image(rng: np.random.Generator, size: int, max_objects: int) -> tuple[np.nd
         else:
             cv2.rectangle(img, tuple(int(v) for v in p1), tuple(int(v) for v in p2), color, 1)
     labels = []
-    for _ in range(rng.integers(1, max_objects + 1)):
-        cls = int(rng.integers(len(SHAPES)))
-        r = float(size * rng.choice([rng.uniform(0.03, 0.06), rng.uniform(0.06, 0.16)], p=[0.4, 0.6]))
+    spec = KINDS[kind]
+    low = spec["objects"][0]
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(rng.integers(low, max(low, max_objects) + 1)):
+        cls = int(rng.choice(len(SHAPES), p=spec["classes"])) if spec["classes"] else int(rng.integers(len(SHAPES)))
+        if kind == "shapes":  # the original draw order, so that this kind's images stay as they were
+            r = float(size * rng.choice([rng.uniform(0.03, 0.06), rng.uniform(0.06, 0.16)], p=[0.4, 0.6]))
+        else:
+            r = _radius(rng, size, spec["radii"])
         cx, cy = rng.uniform(r, size - r, 2)
+        if kind == "dense":  # little overlap: a few tries for a free spot, else skip the object
+            for _ in range(10):
+                if all((cx - x) ** 2 + (cy - y) ** 2 > (r + q) ** 2 for x, y, q in placed):
+                    break
+                cx, cy = rng.uniform(r, size - r, 2)
+            else:
+                continue
+            placed.append((cx, cy, r))
         color = tuple(int(v) for v in (rng.integers(0, 256, 3)))
         _draw(img, cls, cx, cy, r, color)
         labels.append((cls, cx / size, cy / size, 2 * r / size, 2 * r / size))
@@ -60,15 +93,21 @@ def _image(rng: np.random.Generator, size: int, max_objects: int) -> tuple[np.nd
 
 
 def make_shapes_dataset(root: str | Path, train: int = 256, val: int = 64, test: int = 0, imgsz: int = 128,
-                        max_objects: int = 6, seed: int = 0) -> Path:
+                        max_objects: int | None = None, seed: int = 0, kind: str = "shapes") -> Path:
     """Write the dataset under ``root`` (``images/{split}``, ``labels/{split}``) and return its data yaml.
 
-    Deterministic for a given ``seed`` and sizes; an existing complete dataset is reused as it is.
+    ``kind``: ``"shapes"`` or ``"dense"`` (:data:`KINDS`); ``max_objects`` overrides the kind's maximum
+    objects per image. Deterministic for a given ``seed``, kind and sizes; an existing complete dataset is
+    reused as it is.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {tuple(KINDS)}")
+    max_objects = KINDS[kind]["objects"][1] if max_objects is None else int(max_objects)
     root = Path(root).resolve()
     yaml_path = root / "data.yaml"
     splits = {"train": train, "val": val, "test": test}
-    stamp = root / f".complete-{train}-{val}-{test}-{imgsz}-{max_objects}-{seed}"
+    suffix = "" if kind == "shapes" else f"-{kind}"
+    stamp = root / f".complete-{train}-{val}-{test}-{imgsz}-{max_objects}-{seed}{suffix}"
     if stamp.exists() and yaml_path.exists():
         return yaml_path
     rng = np.random.default_rng(seed)
@@ -78,7 +117,7 @@ def make_shapes_dataset(root: str | Path, train: int = 256, val: int = 64, test:
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            img, labels = _image(rng, imgsz, max_objects)
+            img, labels = _image(rng, imgsz, max_objects, kind)
             cv2.imwrite(str(root / "images" / split / f"{i:05d}.png"), img)
             lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + "\n")
