@@ -15,11 +15,11 @@ USAGE = """usage: kdloss COMMAND key=value ...
 commands:
   distill   train a student while distilling from a teacher (all ultralytics train keys work)
             kdloss distill student=yolov8n.yaml teacher=teacher.pt data=data.yaml feature_loss=cwd logit_loss=bckd
-  demo      the main job: teacher, baseline and distilled student on a built-in dataset (~10 min on 2 CPUs)
-            kdloss demo [epochs=30 teacher_epochs=30 imgsz=128 seeds=1 methods=none,bckd+cwd workdir=runs/kdloss-demo]
-  experiment  every method × seed with identical settings, then the table (mean ± std over seeds)
+  demo      the main job: baseline and distilled student on a built-in dataset, shipped teacher (~8 min on 2 CPUs)
+            kdloss demo [epochs=30 seeds=1 methods=none,bckd+cwd teacher=auto|train|PATH workdir=runs/kdloss-demo]
+  experiment  every method × seed with identical settings, then the table (mean ± std, paired Δ ± SE)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
-                methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd
+                methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10
   help      this text (also: kdloss --help)
 
 distill keys:

@@ -123,3 +123,20 @@ def test_demo_writes_report_plot_and_reuses_teacher(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"unknown demo option\(s\) \['epoch'\]"):
         run_demo(epoch=3)
     assert Path(options["workdir"], "results.json").exists()
+
+
+def test_demo_uses_the_shipped_teacher_only_for_its_own_settings(tmp_path):
+    from kdloss.adapters.ultralytics.demo import DEFAULTS, SHIPPED_TEACHER, choose_teacher
+
+    assert SHIPPED_TEACHER.is_file()
+    assert choose_teacher(dict(DEFAULTS), tmp_path) == SHIPPED_TEACHER
+    assert choose_teacher({**DEFAULTS, "imgsz": 96}, tmp_path) is None  # other data: train a teacher
+    assert choose_teacher({**DEFAULTS, "teacher_epochs": 5}, tmp_path) is None
+    assert choose_teacher({**DEFAULTS, "teacher": "train"}, tmp_path) is None
+    assert choose_teacher({**DEFAULTS, "teacher": str(SHIPPED_TEACHER)}, tmp_path) == SHIPPED_TEACHER
+    with pytest.raises(ValueError, match=r"teacher=/missing\.pt: no such file"):
+        choose_teacher({**DEFAULTS, "teacher": "/missing.pt"}, tmp_path)
+    trained = tmp_path / "teacher" / "weights" / "best.pt"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"")
+    assert choose_teacher(dict(DEFAULTS), tmp_path) == trained  # a teacher this workdir trained comes first

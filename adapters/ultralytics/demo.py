@@ -1,7 +1,8 @@
-"""``kdloss demo``: the whole story on a built-in dataset, no internet, about 10 minutes on 2 CPU cores.
+"""``kdloss demo``: the whole story on a built-in dataset, no internet, about 8 minutes on 2 CPU cores.
 
 1. writes the deterministic shapes dataset (YOLO format, 6 classes, clutter, small objects);
-2. trains a yolov8s teacher (or re-uses the one a previous demo trained in the same folder);
+2. takes the yolov8s teacher shipped in ``assets/`` (:data:`SHIPPED_TEACHER`, trained on exactly this
+   dataset by ``kdloss demo teacher=train``: 60 epochs, batch 8, seed 0), or trains one;
 3. trains a yolov8n baseline and a yolov8n distilled with the default recipe, same settings and seed;
 4. prints the table, writes ``report.md`` and ``comparison.png`` next to the runs.
 """
@@ -18,9 +19,12 @@ from ultralytics.utils import LOGGER
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
 from kdloss.adapters.ultralytics.experiment import evaluation_split, markdown_table, parse_seeds, run_and_summarize
 
-DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher_epochs": 30, "imgsz": 128, "batch": 32,
-            "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1, "methods": "none,bckd+cwd",
-            "device": "cpu", "workers": 2}
+DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher": "auto", "teacher_epochs": 60, "teacher_batch": 8,
+            "imgsz": 128, "batch": 32, "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1,
+            "methods": "none,bckd+cwd", "device": "cpu", "workers": 2}
+# The teacher in the repository: yolov8s trained on the default dataset with the default teacher_* settings.
+SHIPPED_TEACHER = Path(__file__).resolve().parents[2] / "assets" / "shapes-yolov8s-teacher.pt"
+_SHIPPED_FOR = ("imgsz", "train_images", "val_images", "test_images", "teacher_epochs", "teacher_batch")
 
 
 def _say(message: str) -> None:
@@ -44,13 +48,13 @@ def run_demo(**options) -> str:
     data = make_shapes_dataset(workdir / "shapes", train=int(o["train_images"]), val=int(o["val_images"]),
                                test=int(o["test_images"]), imgsz=int(o["imgsz"]))
 
-    teacher = workdir / "teacher" / "weights" / "best.pt"
-    if teacher.exists():
-        _say(f"2/4 re-using the teacher trained before: {teacher} (delete it to train a new one)")
-    else:
-        _say(f"2/4 training the yolov8s teacher for {o['teacher_epochs']} epochs")
+    teacher = choose_teacher(o, workdir)
+    if teacher is None:
+        teacher = workdir / "teacher" / "weights" / "best.pt"
+        _say(f"2/4 training the yolov8s teacher for {o['teacher_epochs']} epochs, batch {o['teacher_batch']}")
         YOLO("yolov8s.yaml").train(data=str(data), epochs=int(o["teacher_epochs"]), project=str(workdir),
-                                   name="teacher", exist_ok=True, seed=0, **common)
+                                   name="teacher", exist_ok=True, seed=0,
+                                   **{**common, "batch": int(o["teacher_batch"])})
 
     methods = str(o["methods"]).split(",")
     seeds = parse_seeds(o["seeds"])
@@ -64,8 +68,8 @@ def run_demo(**options) -> str:
     minutes = (time.time() - start) / 60
     report = "\n".join([
         "# kdloss demo", "",
-        f"Built-in shapes dataset, imgsz {o['imgsz']}, students trained {o['epochs']} epochs "
-        f"(teacher {o['teacher_epochs']}), evaluated on the {split} split; {minutes:.1f} minutes.", "",
+        f"Built-in shapes dataset, imgsz {o['imgsz']}, students trained {o['epochs']} epochs, teacher "
+        f"{Path(teacher).name}, evaluated on the {split} split; {minutes:.1f} minutes.", "",
         table, "",
         "Runs: " + ", ".join(sorted({str(Path(r.weights).parent.parent) for r in results})), "",
         f"Command: kdloss demo {' '.join(f'{k}={v}' for k, v in options.items())}".rstrip(), "",
@@ -76,6 +80,29 @@ def run_demo(**options) -> str:
         {"teacher": asdict(teacher_result), "runs": [asdict(r) for r in results]}, indent=1))
     print("\n" + table + f"\n\nreport: {workdir / 'report.md'}\nplot:   {workdir / 'comparison.png'}")
     return table
+
+
+def choose_teacher(o: dict, workdir: Path) -> Path | None:
+    """The teacher to use, or ``None`` to train one. ``teacher=auto``: the one a previous demo trained in
+    ``workdir``, else the shipped one if the dataset and teacher settings are the defaults it was trained
+    with; ``teacher=train``: train anew; any other value: that checkpoint."""
+    choice = str(o["teacher"])
+    trained = workdir / "teacher" / "weights" / "best.pt"
+    if choice == "train":
+        return None
+    if choice != "auto":
+        path = Path(choice)
+        if not path.is_file():
+            raise ValueError(f"teacher={choice}: no such file")
+        _say(f"2/4 teacher: {path}")
+        return path
+    if trained.exists():
+        _say(f"2/4 re-using the teacher trained before: {trained} (delete it, or teacher=train, to train anew)")
+        return trained
+    if SHIPPED_TEACHER.exists() and all(str(o[k]) == str(DEFAULTS[k]) for k in _SHIPPED_FOR):
+        _say(f"2/4 teacher: the shipped {SHIPPED_TEACHER.name} (reproduce it with `kdloss demo teacher=train`)")
+        return SHIPPED_TEACHER
+    return None
 
 
 def plot_comparison(rows: list[dict], path: Path) -> None:
