@@ -221,11 +221,36 @@ def test_progress_follows_epoch_and_batch():
     class FakeTrainer:
         epoch, epochs, train_loader = 1, 4, range(10)
         model = KDDistillationModel(student(), student(), DistillConfig())
+        distill_config = DistillConfig(stop_epochs=2)
 
     trainer = FakeTrainer()
     trainer._kd_batch = 5
     _update_progress(trainer)
     assert trainer.model.progress == pytest.approx((1 + 5 / 10) / 4) and trainer._kd_batch == 6
+    assert trainer.model.distilling  # epochs 0, 1 distil; 2, 3 do not
+    trainer.epoch = 2
+    _update_progress(trainer)
+    assert not trainer.model.distilling
+
+
+def test_stop_epochs_skips_the_teacher_and_zeroes_the_columns():
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    model.train()
+    calls = []
+    model.teacher_model.register_forward_hook(lambda *args: calls.append(1))
+    loss_on, items_on = model.loss(batch)
+    model.distilling = False
+    loss_off, items_off = model.loss(batch)
+    assert len(calls) == 1  # the teacher ran for the distilled step only
+    assert list(items_off) == list(items_on) and items_off["kdcwd_loss"] == 0 and loss_off[-1] == 0
+    assert items_on["kdcwd_loss"] > 0
+    torch.testing.assert_close(loss_off[:3], loss_on[:3])  # the detection loss itself is unchanged
+    assert DistillConfig.from_dict({"stop_epochs": "3"}).stop_epochs == 3
+    for bad in ("-1", "2.5", "x"):
+        with pytest.raises(ValueError, match="stop_epochs"):
+            DistillConfig.from_dict({"stop_epochs": bad})
 
 
 def test_ddp_script_rebuilds_the_same_config(tmp_path):

@@ -39,6 +39,7 @@ class DistillConfig:
     alpha_mgd: float = field(default=2e-5, metadata={"help": "MGD loss scale"})
     lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
+    stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -78,6 +79,8 @@ class DistillConfig:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.lambda_mgd < 1:
             raise ValueError(f"lambda_mgd must be in [0, 1), got {self.lambda_mgd}")
+        if self.stop_epochs < 0:
+            raise ValueError(f"stop_epochs must be >= 0, got {self.stop_epochs}")
         if not 0 <= self.schedule_warmup < 1:
             raise ValueError(f"schedule_warmup must be in [0, 1), got {self.schedule_warmup}")
 
@@ -106,6 +109,13 @@ def _parse(key: str, value):
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) for v in value):
             raise ValueError(f"{key}={value!r}: expected a non-empty list of layer indices like [15, 18, 21]")
         return [int(v) for v in value]
+    if kind == "int":
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{key}={value!r}: expected a whole number") from e
     if kind == "float":
         try:
             return float(value)

@@ -30,6 +30,9 @@ class KDDistillationModel(DistillationModel):
         config: which losses, layers, weights and schedule.
 
     ``progress`` (0 → 1 over the run) drives the weight schedule; the trainer updates it every batch.
+    ``distilling`` is switched off by the trainer for the last ``stop_epochs`` epochs (mmyolo's RTMDet
+    distillation recipe stops at epoch 280 of 300, ``mmrazor.StopDistillHook``): then the teacher does not
+    run and the distillation columns hold zeros.
     """
 
     def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, config: DistillConfig):
@@ -48,6 +51,7 @@ class KDDistillationModel(DistillationModel):
         super().__init__(teacher_model, student_model)
         self.config = config
         self.progress = 0.0
+        self.distilling = True
         self.feats_idx = [*s_layers, detect_head(student_model).i]
         self.teacher_feats_idx = [*t_layers, detect_head(self.teacher_model).i]
         self._register_feature_hooks()
@@ -102,9 +106,9 @@ class KDDistillationModel(DistillationModel):
         distillation term (:data:`COLUMN_NAMES`: ``kdcwd_loss``, ``kdcls_loss``, ``kdbox_loss``, ...), which
         ultralytics shows as columns of the progress bar and results.csv, and plots in results.png (it plots
         columns named ``*loss*``).
-        In eval mode the distillation terms are zeros with the same keys.
+        In eval mode, and once ``distilling`` is off, the distillation terms are zeros with the same keys.
         """
-        if not self.training:
+        if not self.training or not self.distilling:
             if preds is None:
                 preds = self.student_model(batch["img"])
             regular, items = self.student_model.loss(batch, preds)

@@ -111,8 +111,11 @@ def _reset_batch_counter(trainer) -> None:
 
 
 def _update_progress(trainer) -> None:
-    """Schedule position: (epoch + batch / batches) / epochs, so resume continues where it stopped."""
+    """Schedule position: (epoch + batch / batches) / epochs, so resume continues where it stopped; and
+    distillation off for the last ``stop_epochs`` epochs."""
     batches = max(len(trainer.train_loader), 1)
     i = getattr(trainer, "_kd_batch", 0)
-    unwrap_model(trainer.model).progress = min((trainer.epoch + i / batches) / max(trainer.epochs, 1), 1.0)
+    model = unwrap_model(trainer.model)
+    model.progress = min((trainer.epoch + i / batches) / max(trainer.epochs, 1), 1.0)
+    model.distilling = trainer.epoch < trainer.epochs - trainer.distill_config.stop_epochs
     trainer._kd_batch = i + 1
