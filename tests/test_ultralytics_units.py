@@ -298,3 +298,33 @@ def test_ultralytics_ddp_script_rebuilds_our_trainer(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "feature_loss='mgd'" in result.stdout and "feature_layers=[15, 18]" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["student=yolov8n.yaml", "teacher=/missing.pt", "data={data}"],
+     "kdloss distill: teacher=/missing.pt: no such file"),
+    (["student=yolov8n.yaml", "teacher={teacher}", "data=/nowhere/data.yaml"],
+     "kdloss distill: data=/nowhere/data.yaml: no such file"),
+    (["student=runs/none/best.pt", "teacher={teacher}", "data={data}"],
+     "kdloss distill: student=runs/none/best.pt: no such file"),
+])
+def test_cli_checks_paths_before_training(args, message, tmp_path, capsys):
+    """One line and exit code 2, before ultralytics would ask the internet for the file."""
+    from kdloss.adapters.cli import main
+
+    data, teacher = tmp_path / "data.yaml", tmp_path / "t.pt"
+    data.write_text("path: .\n")
+    teacher.write_bytes(b"")
+    assert main(["distill", *(a.format(data=data, teacher=teacher) for a in args)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == message
+
+
+def test_shipped_yaml_names_pass_the_path_check():
+    from kdloss.adapters.ultralytics.api import check_paths
+
+    check_paths(student="yolov8n.yaml", data="coco8.yaml")
+    check_paths(student="yolo11s.yaml")
+    check_paths(student="yolov8s-p2.yaml")
+    with pytest.raises(ValueError, match=r"student=yolov8q9\.yaml: no such file"):
+        check_paths(student="yolov8q9.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ultralytics import YOLO
@@ -25,8 +26,36 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
             ``feature_weight``, ``logit_weight``, ``schedule``, ``schedule_final_ratio``, ``schedule_warmup``,
             ``tau``, ``alpha_mgd``, ``lambda_mgd``, ``beta``; see :class:`DistillConfig`).
     """
+    check_paths(student=student, teacher=teacher, data=data)
     optional = {"distill_model": teacher, "data": data, "feature_loss": feature_loss, "logit_loss": logit_loss}
     train_args.update({key: str(value) for key, value in optional.items() if value is not None})
     if not train_args.get("resume") and ("distill_model" not in train_args or "data" not in train_args):
         raise ValueError("distill() needs teacher= and data= (unless resuming a run with resume=True)")
     return YOLO(str(student), task="detect").train(trainer=DistillationTrainer, **train_args)
+
+
+def check_paths(student: str | Path | None = None, teacher: str | Path | None = None,
+                data: str | Path | None = None) -> None:
+    """One-line ``ValueError`` for a missing file, before ultralytics would look for it online.
+
+    ``teacher``: a checkpoint on this machine. ``student``: a ``.pt`` on this machine, or a model yaml (a
+    file, or a name ultralytics ships such as ``yolov8n.yaml``). ``data``: a dataset yaml on this machine,
+    or a name ultralytics ships (``coco8.yaml``).
+    """
+    for key, value in (("teacher", teacher), ("student", student), ("data", data)):
+        if value is None or Path(value).is_file():
+            continue
+        if key != "teacher" and Path(value).suffix in {".yaml", ".yml"} and _ships_with_ultralytics(str(value)):
+            continue
+        raise ValueError(f"{key}={value}: no such file")
+
+
+def _ships_with_ultralytics(name: str) -> bool:
+    """Whether ultralytics resolves the yaml ``name`` from its own package, as it does for ``yolov8n.yaml``
+    (built from ``yolov8.yaml`` at scale n) and ``coco8.yaml``; nothing is downloaded."""
+    from ultralytics.utils.checks import check_yaml
+
+    if Path(name).name != name:
+        return False  # a path, not a name: it had to exist
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix  # as ultralytics does
+    return bool(check_yaml(unified, hard=False) or check_yaml(name, hard=False))

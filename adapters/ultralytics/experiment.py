@@ -23,7 +23,7 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import get_flops
 
-from kdloss.adapters.ultralytics.api import distill
+from kdloss.adapters.ultralytics.api import check_paths, distill
 from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
 
 RESULT_FILE = "kdloss_result.json"
@@ -131,6 +131,7 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
         parse_method(method)
         if method != "none" and not teacher:
             raise ValueError(f"method {method!r} needs teacher=...")
+    check_paths(student=student, teacher=teacher, data=data)
     project = Path(project).resolve()
     split = evaluation_split(data)
     imgsz = int(train_args.get("imgsz", 640))
