@@ -250,8 +250,8 @@ def test_fused_cwd_on_cpu_saves_the_unscaled_gradient_only():
 
 @pytest.mark.skipif(not triton_kernels.AVAILABLE, reason="triton not installed")
 def test_fused_cwd_triton_saves_statistics_not_softmaxes():
-    s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
-    t = features([(2, 8, 16, 16)], seed=2)[0]
+    s = features([(2, 8, 16, 16)], seed=1)[0].to(DEVICE).requires_grad_(True)
+    t = features([(2, 8, 16, 16)], seed=2)[0].to(DEVICE)
     saved = _cwd_saved_tensors(s, t, "triton")
     full = [x for x in saved if x.numel() == s.numel()]
     assert len(full) == 2 and all(x.untyped_storage().data_ptr() in {s.untyped_storage().data_ptr(),
@@ -262,8 +262,8 @@ def test_fused_cwd_triton_saves_statistics_not_softmaxes():
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_cwd_function_backward_twice_with_retain_graph(kernels):
     """The saved gradient is scaled out of place: a second backward (retain_graph) adds the same again."""
-    s = features([(2, 8, 16, 16)], seed=1, requires_grad=True)[0]
-    t = features([(2, 8, 16, 16)], seed=2)[0]
+    s = features([(2, 8, 16, 16)], seed=1)[0].to(DEVICE).requires_grad_(True)
+    t = features([(2, 8, 16, 16)], seed=2)[0].to(DEVICE)
     value = CWDRowsFunction.apply(s.reshape(16, -1), t.reshape(16, -1), 1.0, kernels, 0.5)
     (value * 3.0).backward(retain_graph=True)
     first = s.grad.clone()
