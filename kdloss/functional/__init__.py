@@ -5,5 +5,6 @@ from kdloss.functional.cwd import cwd
 from kdloss.functional.logit import l1, l2
 from kdloss.functional.mgd import mgd, mgd_mask
 from kdloss.functional.mimic import mimic
+from kdloss.functional.pkd import pkd
 
-__all__ = ["BCKDParts", "bckd", "bckd_parts", "cwd", "l1", "l2", "mgd", "mgd_mask", "mimic"]
+__all__ = ["BCKDParts", "bckd", "bckd_parts", "cwd", "l1", "l2", "mgd", "mgd_mask", "mimic", "pkd"]

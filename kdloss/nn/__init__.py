@@ -2,7 +2,7 @@
 
 from kdloss.nn.align import ChannelAlign
 from kdloss.nn.base import DistillLoss
-from kdloss.nn.feature import CWD, MGD, Mimic
+from kdloss.nn.feature import CWD, MGD, PKD, Mimic
 from kdloss.nn.logit import BCKD, L1, L2
 
-__all__ = ["BCKD", "CWD", "L1", "L2", "MGD", "ChannelAlign", "DistillLoss", "Mimic"]
+__all__ = ["BCKD", "CWD", "L1", "L2", "MGD", "PKD", "ChannelAlign", "DistillLoss", "Mimic"]

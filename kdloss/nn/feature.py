@@ -9,6 +9,7 @@ from kdloss._checks import FeatureLevels, as_level_list, check_positive, feature
 from kdloss.functional.cwd import cwd
 from kdloss.functional.mgd import mgd
 from kdloss.functional.mimic import mimic
+from kdloss.functional.pkd import pkd
 from kdloss.nn.align import ChannelAlign, Channels, per_level_channels
 from kdloss.nn.base import DistillLoss
 
@@ -75,6 +76,36 @@ class Mimic(_FeatureLoss):
     def forward(self, student: FeatureLevels, teacher: FeatureLevels) -> Tensor:
         s_levels, t_levels = self.aligned(student, teacher)
         return mimic(s_levels, t_levels, impl=self.impl) * self.loss_weight
+
+
+class PKD(_FeatureLoss):
+    """Pearson-correlation distillation (NeurIPS 2022, arXiv 2207.02039). See :func:`kdloss.functional.pkd`.
+
+    ``loss(student, teacher)`` returns ``loss_weight · Σ_levels mean((ŝ − t̂)²) / 2`` with each channel
+    standardised over ``N·H·W``; scale-free, so teacher and student feature magnitudes may differ. Same
+    calling convention and optional align convs as :class:`CWD`; ``resize_student`` resizes the student
+    to the teacher's spatial size where they differ.
+    """
+
+    name = "PKD"
+
+    def __init__(self, loss_weight: float = 1.0, student_channels: Channels | None = None,
+                 teacher_channels: Channels | None = None, resize_student: bool = True, check_finite: bool = False,
+                 impl: str = "auto"):
+        super().__init__(loss_weight, student_channels, teacher_channels, check_finite, impl)
+        self.resize_student = bool(resize_student)
+
+    def aligned(self, student: FeatureLevels, teacher: FeatureLevels) -> tuple[list[Tensor], list[Tensor]]:
+        s_levels, t_levels = as_level_list(student), as_level_list(teacher)
+        return (self.align(s_levels) if self.align is not None else s_levels), t_levels
+
+    def forward(self, student: FeatureLevels, teacher: FeatureLevels) -> Tensor:
+        s_levels, t_levels = self.aligned(student, teacher)
+        return pkd(s_levels, t_levels, resize_student=self.resize_student, impl=self.impl,
+                   check_finite=self.check_finite) * self.loss_weight
+
+    def extra_repr(self) -> str:
+        return f"resize_student={self.resize_student}, {super().extra_repr()}"
 
 
 def generation_block(channels: int) -> nn.Sequential:
