@@ -9,7 +9,7 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG_DICT
 from ultralytics.utils.tal import make_anchors
 
-from kdloss import BCKD, CWD, MGD, Mimic
+from kdloss import BCKD, CWD, MGD, PKD, Mimic
 from kdloss.adapters.ultralytics import DistillConfig, KDDistillationModel
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
 from kdloss.adapters.ultralytics.model import build_criterion
@@ -30,7 +30,7 @@ def test_config_parses_cli_strings():
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'none'\)"),
+    ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'pkd', 'none'\)"),
     ({"logit_loss": "kl"}, "logit_loss='kl' is not one of"),
     ({"schedule": "step"}, "schedule='step' is not one of"),
     ({"feature_layers": [1], "student_layers": [1], "teacher_layers": [1]}, "not both"),
@@ -110,6 +110,8 @@ def test_build_criterion_picks_losses_weights_and_align():
     assert isinstance(build_criterion(DistillConfig(feature_loss="mgd", logit_loss="none"), [8], [16]).losses["mgd"],
                       MGD)
     assert isinstance(build_criterion(DistillConfig(feature_loss="mimic"), [8], [8]).losses["mimic"], Mimic)
+    pkd = build_criterion(DistillConfig(feature_loss="pkd", logit_loss="none"), [8, 16], [16, 16]).losses["pkd"]
+    assert isinstance(pkd, PKD) and pkd.align.channels == [(8, 16), (16, 16)]
     with pytest.raises(ValueError, match="nothing to distill"):
         build_criterion(DistillConfig(feature_loss="none", logit_loss="none"), [8], [8])
 
@@ -178,7 +180,7 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(), [8], [8])
-    keys = [*criterion.part_keys(), "mgd", "mimic", "l1", "l2"]
+    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
     assert all(len(name) <= 10 and "loss" in name for name in names)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from kdloss.schedules import SCHEDULE_KINDS
 
-FEATURE_LOSSES = ("cwd", "mgd", "mimic", "none")
+FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "none")
 LOGIT_LOSSES = ("l1", "l2", "bckd", "none")
 
 
@@ -24,7 +24,7 @@ class DistillConfig:
     The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
     """
 
-    feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | none"})
+    feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | pkd | none"})
     logit_loss: str = field(default="bckd", metadata={"help": "bckd | l1 | l2 | none"})
     feature_layers: list[int] | None = field(
         default=None, metadata={"help": "layer indices in both models (default: the Detect head's inputs)"})

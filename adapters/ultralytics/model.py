@@ -16,7 +16,7 @@ from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 
-from kdloss import BCKD, CWD, L1, L2, MGD, DistillationLoss, DistillLoss, Mimic, Schedule
+from kdloss import BCKD, CWD, L1, L2, MGD, PKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
 
@@ -151,8 +151,8 @@ class KDDistillationModel(DistillationModel):
 # Column of each distillation term in the progress bar, results.csv and results.png: ultralytics prints
 # each name in an 11-character field (so at most 10 characters keep a space between names) and plots
 # columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
-COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "l1": "kdl1_loss",
-                "l2": "kdl2_loss", "bckd_cls": "kdcls_loss", "bckd_box": "kdbox_loss"}
+COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
+                "l1": "kdl1_loss", "l2": "kdl2_loss", "bckd_cls": "kdcls_loss", "bckd_box": "kdbox_loss"}
 
 
 def column_name(part_key: str) -> str:
@@ -230,6 +230,8 @@ def build_criterion(
         losses["cwd"] = CWD(tau=config.tau, student_channels=student_channels, teacher_channels=teacher_channels)
     elif config.feature_loss == "mimic":
         losses["mimic"] = Mimic(student_channels=student_channels, teacher_channels=teacher_channels)
+    elif config.feature_loss == "pkd":
+        losses["pkd"] = PKD(student_channels=student_channels, teacher_channels=teacher_channels)
     elif config.feature_loss == "mgd":
         losses["mgd"] = MGD(student_channels, teacher_channels, alpha_mgd=config.alpha_mgd,
                             lambda_mgd=config.lambda_mgd)
