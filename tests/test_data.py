@@ -23,7 +23,7 @@ def test_dense_kind_small_many_imbalanced_objects(tmp_path):
     assert all(len(objects) <= high for objects in images)
     assert sum(len(objects) for objects in images) / len(images) > low  # few objects are dropped for overlap
     sizes = [obj[3] for objects in images for obj in objects]
-    assert min(sizes) >= 2 * 0.025 - 1e-6 and max(sizes) <= 2 * 0.06 + 1e-6
+    assert min(sizes) >= 2 * 0.04 - 1e-6 and max(sizes) <= 2 * 0.08 + 1e-6
     counts = Counter(int(obj[0]) for objects in images for obj in objects)
     assert set(counts) <= set(range(len(SHAPES)))
     assert counts[0] > 3 * counts[5]  # imbalanced: 35 % vs 5 % expected
