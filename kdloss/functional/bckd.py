@@ -71,7 +71,7 @@ def bckd_parts(
         return BCKDParts(zero, zero)
     cls_sum, box_sum, soft_count = terms(student.cls, teacher.cls, student.box, teacher.box, student.anchors,
                                          student.strides, beta)
-    norm = _resolve_avg_factor(avg_factor, soft_count)
+    norm = resolve_avg_factor(avg_factor, soft_count)
     return BCKDParts(cls_sum * (cls_weight / norm), box_sum * (box_weight / norm))
 
 
@@ -107,7 +107,7 @@ def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor
     return parts.cls + parts.box
 
 
-def _resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor) -> Tensor:
+def resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor) -> Tensor:
     if avg_factor is None:
         return soft_count.detach().clamp(min=1.0)
     value = torch.as_tensor(avg_factor, dtype=soft_count.dtype, device=soft_count.device).detach()

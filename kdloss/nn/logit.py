@@ -7,6 +7,7 @@ from torch import Tensor
 from kdloss._checks import check_positive
 from kdloss.detection import DetectionOutput
 from kdloss.functional.bckd import bckd_parts
+from kdloss.functional.ld import ld
 from kdloss.functional.logit import l1, l2
 from kdloss.nn.base import DistillLoss
 
@@ -58,3 +59,26 @@ class BCKD(DistillLoss):
 
     def extra_repr(self) -> str:
         return f"cls_weight={self.cls_weight}, box_weight={self.box_weight}, beta={self.beta}, {super().extra_repr()}"
+
+
+class LD(DistillLoss):
+    """Localization distillation (CVPR 2022, arXiv 2102.12252). See :func:`kdloss.functional.ld`.
+
+    ``loss(student, teacher, avg_factor=None)`` returns ``loss_weight ·`` the temperature-softened KL of the
+    DFL box distributions, weighted per anchor by the teacher's class confidence. Combine it with BCKD's
+    class term as ``DistillationLoss({"bckd": BCKD(box_weight=0), "ld": LD()})`` or keep both box terms.
+    """
+
+    def __init__(self, temperature: float = 10.0, loss_weight: float = 1.0, check_finite: bool = False,
+                 impl: str = "auto"):
+        super().__init__(loss_weight, check_finite, impl)
+        check_positive("LD", "temperature", temperature)
+        self.temperature = float(temperature)
+
+    def forward(self, student: DetectionOutput, teacher: DetectionOutput,
+                avg_factor: float | Tensor | None = None) -> Tensor:
+        return ld(student, teacher, temperature=self.temperature, avg_factor=avg_factor, impl=self.impl,
+                  check_finite=self.check_finite) * self.loss_weight
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, {super().extra_repr()}"
