@@ -25,7 +25,8 @@ def test_parse_method():
     assert parse_method("bckd+cwd") == {"logit_loss": "bckd", "feature_loss": "cwd"}
     assert parse_method("mgd") == {"logit_loss": "none", "feature_loss": "mgd"}
     assert parse_method("none") is None and parse_method("builtin") is None
-    for bad in ("cwd+mgd", "kd", "none+cwd"):
+    assert parse_method("bckd+ld+cwd") == {"logit_loss": "bckd+ld", "feature_loss": "cwd"}
+    for bad in ("cwd+mgd", "kd", "none+cwd", "bckd+bckd"):
         with pytest.raises(ValueError, match="use none, builtin"):
             parse_method(bad)
 

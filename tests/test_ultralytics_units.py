@@ -32,6 +32,9 @@ def test_config_parses_cli_strings():
 @pytest.mark.parametrize(("values", "message"), [
     ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'pkd', 'none'\)"),
     ({"logit_loss": "kl"}, "logit_loss='kl' is not one of"),
+    ({"logit_loss": "bckd+bckd"}, "logit_loss='bckd\\+bckd' is not one of"),
+    ({"logit_loss": "none+ld"}, "logit_loss='none\\+ld' is not one of"),
+    ({"ld_temperature": 0}, "ld_temperature must be > 0"),
     ({"schedule": "step"}, "schedule='step' is not one of"),
     ({"feature_layers": [1], "student_layers": [1], "teacher_layers": [1]}, "not both"),
     ({"student_layers": [1]}, "go together"),
@@ -174,13 +177,30 @@ def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch)
     assert not criterion.__dict__.get("_forward_hooks") and not branch.assigner._forward_hooks  # hook removed
 
 
+def test_several_logit_losses_share_the_head_outputs():
+    from kdloss import LD
+
+    config = DistillConfig(feature_loss="none", logit_loss="bckd+ld", ld_temperature=4.0)
+    assert config.logit_losses() == ["bckd", "ld"]
+    criterion = build_criterion(config, [8], [8])
+    assert isinstance(criterion.losses["ld"], LD) and criterion.losses["ld"].temperature == 4.0
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), config)
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    model.train()
+    _, items = model.loss(batch)
+    assert list(items)[-3:] == ["kdcls_loss", "kdbox_loss", "kdld_loss"] and items["kdld_loss"] > 0
+    with pytest.raises(ValueError, match=r"logit_loss=ld distills box distributions.*reg_max=1"):
+        KDDistillationModel(student("yolo26s.yaml"), student("yolo26n.yaml"), DistillConfig(logit_loss="ld"))
+
+
 def test_column_names_fit_ultralytics_fields_and_plot():
     """Each name fits the progress bar's 11-character field with a space, contains "loss" (results.png plots
     those) and differs from ultralytics' own loss names of every head (YOLO26: l1_loss)."""
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(), [8], [8])
-    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2"]
+    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
     assert all(len(name) <= 10 and "loss" in name for name in names)

@@ -20,11 +20,13 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
         teacher: a ``.pt`` checkpoint trained on the same classes (needed unless resuming).
         data: dataset yaml (needed unless resuming).
         feature_loss: ``cwd`` (default) | ``mgd`` | ``mimic`` | ``pkd`` | ``none``.
-        logit_loss: ``bckd`` (default) | ``l1`` | ``l2`` | ``none``.
+        logit_loss: ``bckd`` (default) | ``ld`` | ``l1`` | ``l2`` | ``none``, or several joined by ``+``
+            (``bckd+ld``).
         **train_args: every ultralytics train argument (epochs, imgsz, batch, device, amp, resume, project,
             name, ...) and kdloss's keys (``feature_layers``, ``student_layers``/``teacher_layers``,
             ``feature_weight``, ``logit_weight``, ``schedule``, ``schedule_final_ratio``, ``schedule_warmup``,
-            ``tau``, ``alpha_mgd``, ``lambda_mgd``, ``beta``; see :class:`DistillConfig`).
+            ``tau``, ``ld_temperature``, ``alpha_mgd``, ``lambda_mgd``, ``beta``, ``stop_epochs``; see
+            :class:`DistillConfig`).
     """
     check_paths(student=student, teacher=teacher, data=data)
     optional = {"distill_model": teacher, "data": data, "feature_loss": feature_loss, "logit_loss": logit_loss}

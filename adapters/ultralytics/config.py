@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from kdloss.schedules import SCHEDULE_KINDS
 
 FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "none")
-LOGIT_LOSSES = ("l1", "l2", "bckd", "none")
+LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "none")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class DistillConfig:
     """
 
     feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | pkd | none"})
-    logit_loss: str = field(default="bckd", metadata={"help": "bckd | l1 | l2 | none"})
+    logit_loss: str = field(default="bckd", metadata={"help": "bckd | ld | l1 | l2 | none, or several: bckd+ld"})
     feature_layers: list[int] | None = field(
         default=None, metadata={"help": "layer indices in both models (default: the Detect head's inputs)"})
     student_layers: list[int] | None = field(default=None, metadata={"help": "or: student layer indices"})
@@ -36,6 +36,7 @@ class DistillConfig:
     schedule_final_ratio: float = field(default=0.1, metadata={"help": "linear/cosine: weight ratio at the end"})
     schedule_warmup: float = field(default=0.0, metadata={"help": "fraction of the run ramping weights from 0"})
     tau: float = field(default=1.0, metadata={"help": "CWD softmax temperature"})
+    ld_temperature: float = field(default=10.0, metadata={"help": "LD softmax temperature"})
     alpha_mgd: float = field(default=2e-5, metadata={"help": "MGD loss scale"})
     lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
@@ -63,8 +64,11 @@ class DistillConfig:
     def validate(self) -> None:
         if self.feature_loss not in FEATURE_LOSSES:
             raise ValueError(f"feature_loss={self.feature_loss!r} is not one of {FEATURE_LOSSES}")
-        if self.logit_loss not in LOGIT_LOSSES:
-            raise ValueError(f"logit_loss={self.logit_loss!r} is not one of {LOGIT_LOSSES}")
+        parts = self.logit_losses()
+        if (self.logit_loss != "none" and ("none" in parts or not parts)) or len(set(parts)) != len(parts) or \
+                any(part not in LOGIT_LOSSES for part in parts):
+            raise ValueError(f"logit_loss={self.logit_loss!r} is not one of {LOGIT_LOSSES} or several of them "
+                             "joined by '+' (bckd+ld)")
         if self.schedule not in SCHEDULE_KINDS:
             raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULE_KINDS}")
         if self.feature_layers is not None and (self.student_layers is not None or self.teacher_layers is not None):
@@ -74,7 +78,7 @@ class DistillConfig:
         for key in ("feature_weight", "logit_weight", "schedule_final_ratio"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-        for key in ("tau", "alpha_mgd", "beta"):
+        for key in ("tau", "alpha_mgd", "beta", "ld_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.lambda_mgd < 1:
@@ -83,6 +87,10 @@ class DistillConfig:
             raise ValueError(f"stop_epochs must be >= 0, got {self.stop_epochs}")
         if not 0 <= self.schedule_warmup < 1:
             raise ValueError(f"schedule_warmup must be in [0, 1), got {self.schedule_warmup}")
+
+    def logit_losses(self) -> list[str]:
+        """``"bckd+ld"`` → ``["bckd", "ld"]``; ``"none"`` → ``[]``."""
+        return [] if self.logit_loss == "none" else self.logit_loss.split("+")
 
     def layers(self) -> tuple[list[int] | None, list[int] | None]:
         """(student layers, teacher layers); ``None`` means the Detect head's inputs of that model."""

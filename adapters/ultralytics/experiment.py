@@ -68,6 +68,9 @@ def parse_method(method: str) -> dict[str, str] | None:
     losses = {"feature_loss": "none", "logit_loss": "none"}
     for part in losses_part.split("+"):
         key = "feature_loss" if part in FEATURE_LOSSES else "logit_loss" if part in LOGIT_LOSSES else None
+        if key == "logit_loss" and part != "none" and losses[key] != "none" and part not in losses[key].split("+"):
+            losses[key] += f"+{part}"  # several logit losses: bckd+ld
+            continue
         if key is None or part == "none" or losses[key] != "none":
             raise ValueError(f"method {method!r}: use none, builtin, one of {LOGIT_LOSSES[:-1]} and/or one of "
                              f"{FEATURE_LOSSES[:-1]} joined by '+', e.g. bckd+cwd, then optional settings "

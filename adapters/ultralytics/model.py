@@ -16,7 +16,7 @@ from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 
-from kdloss import BCKD, CWD, L1, L2, MGD, PKD, DistillationLoss, DistillLoss, Mimic, Schedule
+from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
 
@@ -140,11 +140,9 @@ class KDDistillationModel(DistillationModel):
                 [self._teacher_feats[i] for i in range(n)],
             )
         if self.config.logit_loss != "none":
-            inputs[self.config.logit_loss] = (
-                detection_output(self._student_feats[n], detect_head(self.student_model)),
-                detection_output(self._teacher_feats[n], detect_head(self.teacher_model)),
-                avg_factor,
-            )
+            outputs = (detection_output(self._student_feats[n], detect_head(self.student_model)),
+                       detection_output(self._teacher_feats[n], detect_head(self.teacher_model)), avg_factor)
+            inputs.update(dict.fromkeys(self.config.logit_losses(), outputs))
         return inputs
 
 
@@ -152,7 +150,8 @@ class KDDistillationModel(DistillationModel):
 # each name in an 11-character field (so at most 10 characters keep a space between names) and plots
 # columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
 COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
-                "l1": "kdl1_loss", "l2": "kdl2_loss", "bckd_cls": "kdcls_loss", "bckd_box": "kdbox_loss"}
+                "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
+                "bckd_box": "kdbox_loss"}
 
 
 def column_name(part_key: str) -> str:
@@ -202,6 +201,9 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
     if s_head.nl != t_head.nl or not torch.equal(s_head.stride.cpu(), t_head.stride.cpu()):
         raise ValueError(f"teacher Detect levels (strides {t_head.stride.tolist()}) differ from the student's "
                          f"({s_head.stride.tolist()}): logit_loss={config.logit_loss} needs the same anchors")
+    if "ld" in config.logit_losses() and s_head.reg_max == 1:
+        raise ValueError("logit_loss=ld distills box distributions, but these heads predict one value per side "
+                         "(reg_max=1, e.g. YOLO26): use bckd or l2")
     if s_head.reg_max != t_head.reg_max:
         raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max}: "
                          f"logit_loss={config.logit_loss} compares box distributions bin by bin")
@@ -218,6 +220,15 @@ def resolve_layers(side: str, model: nn.Module, layers: list[int] | None) -> lis
             raise ValueError(f"{side} layer {index} is out of range: the {side} has layers 0..{count - 1} and its "
                              f"Detect head is layer {head.i}; choose layers before it (default {list(head.f)})")
     return list(layers)
+
+
+def logit_loss(name: str, config: DistillConfig) -> DistillLoss:
+    """The kdloss module for one of ``config``'s logit losses."""
+    if name == "bckd":
+        return BCKD(beta=config.beta)
+    if name == "ld":
+        return LD(temperature=config.ld_temperature)
+    return L1() if name == "l1" else L2()
 
 
 def build_criterion(
@@ -237,12 +248,9 @@ def build_criterion(
                             lambda_mgd=config.lambda_mgd)
     if config.feature_loss != "none":
         weights[config.feature_loss] = config.feature_weight
-    if config.logit_loss == "bckd":
-        losses["bckd"] = BCKD(beta=config.beta)
-    elif config.logit_loss in ("l1", "l2"):
-        losses[config.logit_loss] = L1() if config.logit_loss == "l1" else L2()
-    if config.logit_loss != "none":
-        weights[config.logit_loss] = config.logit_weight
+    for name in config.logit_losses():
+        losses[name] = logit_loss(name, config)
+        weights[name] = config.logit_weight
     if not losses:
         raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")
     schedule = Schedule(config.schedule, final_ratio=config.schedule_final_ratio, warmup=config.schedule_warmup)
