@@ -28,6 +28,7 @@ IMPLS = ("reference", "eager", "fused", "compile")
 TAU = 1.0
 ALPHA_MGD, LAMBDA_MGD = 2e-5, 0.65
 BCKD_PARAMS = {"cls_weight": 1.0, "box_weight": 4.0, "beta": 1.0}
+LD_TEMPERATURE = 10.0
 
 
 @dataclass
@@ -62,6 +63,14 @@ def mimic_case(batch: int, device: str) -> Case:
     return Case("mimic", "P3+P4+P5", s, t, run)
 
 
+def pkd_case(batch: int, device: str) -> Case:
+    s = [_feature(batch, level, device, True) for level in LEVELS]
+    t = [_feature(batch, level, device, False) for level in LEVELS]
+    run = {"reference": lambda: sum(references.pkd_mmrazor_style(a, b) for a, b in zip(s, t))}
+    run |= {impl: (lambda impl=impl: KF.pkd(s, t, impl=impl)) for impl in IMPLS[1:]}
+    return Case("pkd", "P3+P4+P5", s, t, run)
+
+
 def mgd_case(batch: int, device: str) -> Case:
     s = [_feature(batch, level, device, True) for level in LEVELS]
     t = [_feature(batch, level, device, False) for level in LEVELS]
@@ -91,6 +100,9 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
         reference = lambda: references.bckd_official_style(s.cls, s.box, t.cls, t.box, s.anchors, s.strides,  # noqa: E731
                                                            **BCKD_PARAMS)
         fn = functools.partial(KF.bckd, **BCKD_PARAMS)
+    elif loss == "ld":
+        reference = lambda: references.ld_official_style(s.box, t.box, t.cls, LD_TEMPERATURE)  # noqa: E731
+        fn = functools.partial(KF.ld, temperature=LD_TEMPERATURE)
     else:
         ref_fn = references.l1_reference if loss == "l1" else references.l2_reference
         reference = lambda: ref_fn(s.cls, s.box, t.cls, t.box)  # noqa: E731
@@ -111,6 +123,8 @@ def build_case(loss: str, level: str, batch: int, device: str) -> Case:
         return mimic_case(batch, device)
     if loss == "mgd":
         return mgd_case(batch, device)
+    if loss == "pkd":
+        return pkd_case(batch, device)
     return logit_case(loss, batch, device)
 
 

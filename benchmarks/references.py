@@ -18,6 +18,29 @@ def cwd_mmrazor_style(student: torch.Tensor, teacher: torch.Tensor, tau: float =
     return loss / (c * n)
 
 
+def pkd_mmrazor_style(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """mmrazor's PKDLoss: per channel standardisation over (N, H, W) by permute/reshape, then MSE / 2."""
+    def norm(feat):
+        n, c, h, w = feat.shape
+        feat = feat.permute(1, 0, 2, 3).reshape(c, -1)
+        feat = (feat - feat.mean(dim=-1, keepdim=True)) / (feat.std(dim=-1, keepdim=True) + 1e-6)
+        return feat.reshape(c, n, h, w).permute(1, 0, 2, 3)
+
+    return F.mse_loss(norm(student), norm(teacher)) / 2
+
+
+def ld_official_style(s_box, t_box, t_cls, temperature: float = 10.0) -> torch.Tensor:
+    """LD's knowledge_distillation_kl_div_loss per distribution (kl_div, mean over bins, T²), weighted per
+    anchor by the teacher's class confidence and normalised by its soft count (kdloss's weighting)."""
+    reg_max = s_box.shape[-1]
+    target = F.softmax(t_box.reshape(-1, reg_max) / temperature, dim=1).detach()
+    kl = F.kl_div(F.log_softmax(s_box.reshape(-1, reg_max) / temperature, dim=1), target,
+                  reduction="none").mean(1) * temperature**2
+    anchor_weight = t_cls.sigmoid().max(dim=-1)[0]
+    weight = anchor_weight.reshape(-1, 1).expand(-1, 4).reshape(-1)
+    return (kl * weight).sum() / 4 / anchor_weight.sum().clamp(min=1.0)
+
+
 def mimic_reference(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(student, teacher)
 
