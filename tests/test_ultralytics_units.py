@@ -210,6 +210,28 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     assert header.split() == names  # readable: no two names run together
 
 
+def test_class_names_in_another_order_are_an_error():
+    teacher, pupil = student("yolov8s.yaml"), student()
+    teacher.names = {0: "cat", 1: "dog", 2: "car", 3: "bus", 4: "man", 5: "cup"}
+    pupil.names = {0: "dog", 1: "cat", 2: "car", 3: "bus", 4: "man", 5: "cup"}
+    with pytest.raises(ValueError, match=r"another order \(0: 'cat' vs 'dog', 1: 'dog' vs 'cat', \.\.\.\)"):
+        KDDistillationModel(teacher, pupil, DistillConfig())
+    KDDistillationModel(teacher, pupil, DistillConfig(logit_loss="none"))  # features do not care
+    pupil.names = dict(teacher.names)
+    KDDistillationModel(teacher, pupil, DistillConfig())
+
+
+def test_other_class_names_warn(caplog):
+    import logging
+
+    teacher, pupil = student("yolov8s.yaml"), student()
+    teacher.names = {i: str(i) for i in range(6)}  # e.g. saved without the dataset's names
+    pupil.names = {0: "dog", 1: "cat", 2: "car", 3: "bus", 4: "man", 5: "cup"}
+    with caplog.at_level(logging.WARNING, logger="ultralytics"):
+        KDDistillationModel(teacher, pupil, DistillConfig())
+    assert "teacher class names differ from the data's (0: '0' vs 'dog'" in caplog.text
+
+
 def test_error_class_count_mismatch():
     with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 6: logit_loss=bckd"):
         KDDistillationModel(student(nc=3), student(nc=6), DistillConfig())

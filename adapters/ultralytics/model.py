@@ -207,6 +207,23 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
     if s_head.reg_max != t_head.reg_max:
         raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max}: "
                          f"logit_loss={config.logit_loss} compares box distributions bin by bin")
+    check_class_names(getattr(teacher, "names", None), getattr(student, "names", None), config.logit_loss)
+
+
+def check_class_names(teacher_names: dict | None, student_names: dict | None, logit_loss: str) -> None:
+    """Logit losses match class ``i`` of the teacher to class ``i`` of the student. The same names in another
+    order are an error (class 3 would be distilled into another class 3); other differing names a warning
+    (e.g. a teacher saved without dataset names)."""
+    if not isinstance(teacher_names, dict) or not isinstance(student_names, dict) or teacher_names == student_names:
+        return
+    differ = [i for i in sorted(student_names) if teacher_names.get(i) != student_names[i]]
+    shown = ", ".join(f"{i}: {teacher_names.get(i)!r} vs {student_names[i]!r}" for i in differ[:3])
+    if sorted(teacher_names.values()) == sorted(student_names.values()):
+        raise ValueError(f"teacher and student (data) name the same classes in another order ({shown}, ...): "
+                         f"logit_loss={logit_loss} would distill each class into another; train the teacher with "
+                         "the data's class order, or use a feature loss only (logit_loss=none)")
+    LOGGER.warning(f"kdloss: teacher class names differ from the data's ({shown}): logit_loss={logit_loss} "
+                   "matches classes by index")
 
 
 def resolve_layers(side: str, model: nn.Module, layers: list[int] | None) -> list[int]:
