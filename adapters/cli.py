@@ -20,6 +20,8 @@ commands:
   experiment  every method × seed with identical settings, then the table (mean ± std, paired Δ ± SE)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
                 methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10
+  prune     remove channels of a YOLOv8-style detection model (torch-pruning), save a plain checkpoint
+            kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2 [output=pruned.pt imgsz=640]
   help      this text (also: kdloss --help)
 
 distill keys:
@@ -107,13 +109,32 @@ def experiment_command(args: list[str]):
     return table
 
 
+def prune_command(args: list[str]):
+    from kdloss.adapters.ultralytics.api import check_paths
+
+    pairs = parse_pairs(args, {"model", "data", "ratio", "method", "output", "imgsz", "device"})
+    if "model" not in pairs:
+        raise ValueError("kdloss prune needs model=...; see `kdloss --help`")
+    check_paths(model=pairs["model"], data=pairs.get("data"))
+    try:
+        import torch_pruning  # noqa: F401
+    except ImportError as e:
+        raise ValueError('kdloss prune needs torch-pruning: pip install "kdloss[prune]"') from e
+    from kdloss.adapters.ultralytics.prune import prune
+
+    report = prune(**pairs)
+    print("\n" + report.table() + f"\n\nsaved: {report.output}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(USAGE.format(kd_keys=_kd_help()))
         return 0
     command, rest = argv[0], argv[1:]
-    commands = {"distill": distill_command, "demo": demo_command, "experiment": experiment_command}
+    commands = {"distill": distill_command, "demo": demo_command, "experiment": experiment_command,
+                "prune": prune_command}
     if command not in commands:
         print(f"kdloss: unknown command '{command}'. Commands: {', '.join(commands)}. See `kdloss --help`.",
               file=sys.stderr)

@@ -37,14 +37,14 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
 
 
 def check_paths(student: str | Path | None = None, teacher: str | Path | None = None,
-                data: str | Path | None = None) -> None:
+                data: str | Path | None = None, model: str | Path | None = None) -> None:
     """One-line ``ValueError`` for a missing file, before ultralytics would look for it online.
 
-    ``teacher``: a checkpoint on this machine. ``student``: a ``.pt`` on this machine, or a model yaml (a
-    file, or a name ultralytics ships such as ``yolov8n.yaml``). ``data``: a dataset yaml on this machine,
-    or a name ultralytics ships (``coco8.yaml``).
+    ``teacher``: a checkpoint on this machine. ``student`` and ``model``: a ``.pt`` on this machine, or a
+    model yaml (a file, or a name ultralytics ships such as ``yolov8n.yaml``). ``data``: a dataset yaml on
+    this machine, or a name ultralytics ships (``coco8.yaml``).
     """
-    for key, value in (("teacher", teacher), ("student", student), ("data", data)):
+    for key, value in (("teacher", teacher), ("student", student), ("model", model), ("data", data)):
         if value is None or Path(value).is_file():
             continue
         if key != "teacher" and Path(value).suffix in {".yaml", ".yml"} and _ships_with_ultralytics(str(value)):
