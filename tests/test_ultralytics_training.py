@@ -229,3 +229,17 @@ def test_results_png_plots_distillation_columns(data, teacher, tmp_path):
     (row,) = results(tmp_path / "r")
     assert {"train/kdcwd_loss", "train/kdcls_loss", "train/kdbox_loss"} <= set(row)
     assert (tmp_path / "r" / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kdloss_prune_then_distill_keeps_the_pruned_shapes(data, teacher, tmp_path):
+    """The whole flow: kdloss prune a student, fine-tune it with distillation, the result stays pruned."""
+    from kdloss.adapters.ultralytics.prune import prune
+
+    full = tmp_path / "v8n.pt"
+    model = DetectionModel("yolov8n.yaml", nc=6, verbose=False)
+    torch.save({"model": model, "train_args": {"imgsz": 64}}, full)
+    report = prune(full, ratio=0.4, output=tmp_path / "pruned.pt", imgsz=64)
+    distill(report.output, teacher, data, project=str(tmp_path), name="ft", **COMMON)
+    tuned = YOLO(str(tmp_path / "ft" / "weights" / "best.pt")).model
+    assert sum(p.numel() for p in tuned.parameters()) == report.params_after
+    assert get_flops(tuned, 640) == pytest.approx(report.gflops_after, rel=1e-3)
