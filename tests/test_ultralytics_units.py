@@ -232,6 +232,17 @@ def test_other_class_names_warn(caplog):
     assert "teacher class names differ from the data's (0: '0' vs 'dog'" in caplog.text
 
 
+@pytest.mark.parametrize("side", ["teacher", "student"])
+def test_task_models_are_refused_clearly(side):
+    from ultralytics.nn.tasks import SegmentationModel
+
+    seg = SegmentationModel("yolov8n-seg.yaml", nc=6, verbose=False)
+    seg.args = get_cfg(overrides={"imgsz": 64})
+    teacher, pupil = (seg, student()) if side == "teacher" else (student("yolov8s.yaml"), seg)
+    with pytest.raises(ValueError, match=f"the {side} has a Segment head: kdloss distills detection models"):
+        KDDistillationModel(teacher, pupil, DistillConfig())
+
+
 def test_error_class_count_mismatch():
     with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 6: logit_loss=bckd"):
         KDDistillationModel(student(nc=3), student(nc=6), DistillConfig())

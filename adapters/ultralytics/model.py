@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.nn.modules.head import Detect
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 
@@ -193,6 +194,10 @@ class TargetScoresSum:
 def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) -> None:
     """Errors that would otherwise surface as shape mismatches deep inside a loss."""
     s_head, t_head = detect_head(student), detect_head(teacher)
+    for side, head in (("teacher", t_head), ("student", s_head)):
+        if type(head) is not Detect:
+            raise ValueError(f"the {side} has a {type(head).__name__} head: kdloss distills detection models "
+                             "(YOLOv8/YOLO11/YOLO26 Detect heads); segment, pose and OBB models are not supported")
     if config.logit_loss == "none":
         return
     if s_head.nc != t_head.nc:
