@@ -210,8 +210,9 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
         raise ValueError("logit_loss=ld distills box distributions, but these heads predict one value per side "
                          "(reg_max=1, e.g. YOLO26): use bckd or l2")
     if s_head.reg_max != t_head.reg_max:
-        raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max}: "
-                         f"logit_loss={config.logit_loss} compares box distributions bin by bin")
+        raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max} (YOLO26 "
+                         f"heads predict one value per box side): logit_loss={config.logit_loss} compares box "
+                         "outputs bin by bin; feature losses work across these heads (logit_loss=none)")
     check_class_names(getattr(teacher, "names", None), getattr(student, "names", None), config.logit_loss)
 
 
