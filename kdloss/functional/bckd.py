@@ -108,6 +108,8 @@ def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor
 
 
 def resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor) -> Tensor:
+    """The normaliser of BCKD and LD: ``avg_factor`` (a positive scalar) or, for ``None``, ``max(1, soft_count)``;
+    detached, in ``soft_count``'s dtype and device."""
     if avg_factor is None:
         return soft_count.detach().clamp(min=1.0)
     value = torch.as_tensor(avg_factor, dtype=soft_count.dtype, device=soft_count.device).detach()
