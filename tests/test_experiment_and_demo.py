@@ -69,6 +69,9 @@ def test_paired_statistics_per_seed():
     assert mean == pytest.approx(0.02) and se == pytest.approx(expected_se) and (improved, count) == (3, 4)
     assert rows["cwd"]["gap_closed"] == pytest.approx(0.02 / (0.4625 - 0.2125))
     assert rows["bckd"]["paired"] is None and rows["none"]["paired"] is None
+    single = {r["method"]: r for r in summarize(results[:1] + results[4:5])}["cwd"]  # one paired seed: no SE
+    assert single["paired"] == (pytest.approx(0.02), None, 1, 1)
+    assert "| +0.0200 | 1/1 |" in markdown_table([single])
     table = markdown_table(list(rows.values()))
     assert f"| +0.0200 ± {expected_se:.4f} | 3/4 | 8 % | 4 |" in table
 

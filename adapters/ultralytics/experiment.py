@@ -179,9 +179,9 @@ def paired_deltas(results: list[RunResult], method: str) -> list[float]:
 def summarize(results: list[RunResult], teacher: RunResult | None = None) -> list[dict]:
     """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first.
 
-    Rows of distillation methods also hold ``paired``: (mean Δ_i, standard error, seeds improved, seeds
-    paired) over the seeds shared with ``none``, and ``gap_closed``: mean Δ_i over the teacher's lead on the
-    baseline's mean (``None`` without a teacher or a lead)."""
+    Rows of distillation methods also hold ``paired``: (mean Δ_i, standard error (``None`` for one seed),
+    seeds improved, seeds paired) over the seeds shared with ``none``, and ``gap_closed``: mean Δ_i over the
+    teacher's lead on the baseline's mean (``None`` without a teacher or a lead)."""
     rows = []
     if teacher is not None:
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
@@ -198,7 +198,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
         deltas = paired_deltas(results, method) if method != "none" else []
         paired = None
         if deltas:
-            se = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else 0.0
+            se = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else None  # one seed: no SE
             paired = (statistics.fmean(deltas), se, sum(d > 0 for d in deltas), len(deltas))
         rows.append({"model": f"{runs[0].model} {method}", "method": method, "gflops": runs[0].gflops,
                      "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
@@ -221,7 +221,9 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         delta = "—" if r["delta"] is None or r["method"] == "none" else f"{r['delta']:+.4f}"
         paired = r.get("paired")
-        paired_text = "—" if paired is None else f"{paired[0]:+.4f} ± {paired[1]:.4f}"
+        paired_text = "—" if paired is None else f"{paired[0]:+.4f}"
+        if paired is not None and paired[1] is not None:
+            paired_text += f" ± {paired[1]:.4f}"
         improved = "—" if paired is None else f"{paired[2]}/{paired[3]}"
         closed = "—" if r.get("gap_closed") is None else f"{100 * r['gap_closed']:.0f} %"
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
