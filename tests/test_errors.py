@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import detection_pair, features
 
-from kdloss import BCKD, CWD, L1, L2, MGD, DetectionOutput, Mimic
+from kdloss import BCKD, CWD, L1, L2, LD, MGD, DetectionOutput, Mimic
 
 FEATURE_LOSSES = [lambda: CWD(), lambda: Mimic(), lambda: MGD([3, 3], [3, 3])]
 NAMES = ["CWD", "Mimic", "MGD"]
@@ -140,6 +140,11 @@ def test_bckd_bad_avg_factor():
     s, t = detection_pair()
     with pytest.raises(ValueError, match="BCKD: avg_factor must be a positive scalar"):
         BCKD()(s, t, avg_factor=0.0)
+    with pytest.raises(ValueError, match="BCKD: avg_factor must be a positive scalar"):
+        BCKD()(s, t, avg_factor=torch.tensor(-1.0))
+    with pytest.raises(ValueError, match="LD: avg_factor must be a positive scalar"):
+        LD()(s, t, avg_factor=torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(BCKD()(s, t, avg_factor=torch.tensor(3.0)), BCKD()(s, t, avg_factor=3.0))
 
 
 def test_check_finite_in_detection_output():

@@ -107,15 +107,18 @@ def bckd(student: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Tensor
     return parts.cls + parts.box
 
 
-def resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor) -> Tensor:
+def resolve_avg_factor(avg_factor: float | Tensor | None, soft_count: Tensor, loss: str = "BCKD") -> Tensor:
     """The normaliser of BCKD and LD: ``avg_factor`` (a positive scalar) or, for ``None``, ``max(1, soft_count)``;
-    detached, in ``soft_count``'s dtype and device."""
+    detached, in ``soft_count``'s dtype and device. A number or a CPU tensor that is not positive is a
+    ``ValueError``; a CUDA tensor is not inspected (that would wait for the GPU every step): ultralytics'
+    ``target_scores_sum`` is clamped to at least 1."""
     if avg_factor is None:
         return soft_count.detach().clamp(min=1.0)
     value = torch.as_tensor(avg_factor, dtype=soft_count.dtype, device=soft_count.device).detach()
-    if value.numel() != 1 or not bool(value > 0):
-        raise ValueError(f"BCKD: avg_factor must be a positive scalar, got {avg_factor}")
-    return value
+    on_host = not isinstance(avg_factor, Tensor) or avg_factor.device.type == "cpu"
+    if value.numel() != 1 or (on_host and not float(avg_factor) > 0):
+        raise ValueError(f"{loss}: avg_factor must be a positive scalar, got {avg_factor}")
+    return value.reshape(())
 
 
 TERMS_IMPLS = {"eager": bckd_terms, "fused": bckd_terms_fused, "compile": LazyCompiled(bckd_terms)}

@@ -52,7 +52,7 @@ def ld(student: DetectionOutput, teacher: DetectionOutput, *, temperature: float
     if student.cls.numel() == 0:
         return zero_loss(student.cls, student.box)
     total, soft_count = terms(student.box, teacher.box, teacher.cls, temperature)
-    return total / resolve_avg_factor(avg_factor, soft_count)
+    return total / resolve_avg_factor(avg_factor, soft_count, "LD")
 
 
 def ld_terms(student_box: Tensor, teacher_box: Tensor, teacher_cls: Tensor, temperature: float
