@@ -19,7 +19,7 @@ commands:
             kdloss demo [epochs=30 seeds=1 methods=none,bckd+cwd teacher=auto|train|PATH workdir=runs/kdloss-demo]
   experiment  every method × seed with identical settings, then the table (mean ± std, paired Δ ± SE)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
-                methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10
+                methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10 [train=False: table only]
   prune     remove channels of a YOLOv8-style detection model (torch-pruning), save a plain checkpoint
             kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2 [output=pruned.pt imgsz=640]
   help      this text (also: kdloss --help)
@@ -88,10 +88,10 @@ def demo_command(args: list[str]):
 def experiment_command(args: list[str]):
     from ultralytics.utils import DEFAULT_CFG_KEYS
 
-    from kdloss.adapters.ultralytics.experiment import markdown_table, parse_seeds, run_and_summarize
+    from kdloss.adapters.ultralytics.experiment import markdown_table, parse_seeds, plot_paired, run_and_summarize
 
     allowed = (set(DEFAULT_CFG_KEYS) - {"model", "mode", "task", "name", "seed"}) | {"student", "teacher", "methods",
-                                                                                    "seeds"}
+                                                                                    "seeds", "train"}
     pairs = parse_pairs(args, allowed)
     missing = [key for key in ("data", "student") if key not in pairs]
     if missing:
@@ -100,12 +100,14 @@ def experiment_command(args: list[str]):
     seeds = parse_seeds(pairs.pop("seeds", 1))
     data, student, teacher = pairs.pop("data"), str(pairs.pop("student")), pairs.pop("teacher", None)
     project = pairs.pop("project", "runs/kdloss-experiment")
-    _, _, rows = run_and_summarize(data, student, teacher, methods, seeds, project, **pairs)
+    train = str(pairs.pop("train", True)).lower() not in {"false", "0", "no"}
+    _, _, rows = run_and_summarize(data, student, teacher, methods, seeds, project, train=train, **pairs)
     table = markdown_table(rows)
     print("\n" + table)
     from pathlib import Path
 
     (Path(project) / "table.md").write_text(table + "\n")
+    plot_paired(rows, Path(project) / "paired.png")
     return table
 
 

@@ -144,3 +144,32 @@ def test_demo_uses_the_shipped_teacher_only_for_its_own_settings(tmp_path):
     trained.parent.mkdir(parents=True)
     trained.write_bytes(b"")
     assert choose_teacher(dict(DEFAULTS), tmp_path) == trained  # a teacher this workdir trained comes first
+
+
+def test_train_false_reads_back_finished_runs_and_plots(tmp_path):
+    """The table of an experiment still running: finished runs are read, missing ones left out, nothing
+    trains; the paired plot is written."""
+    from dataclasses import asdict
+
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from kdloss.adapters.ultralytics.data import make_shapes_dataset
+    from kdloss.adapters.ultralytics.experiment import plot_paired, run_and_summarize, run_name
+
+    data = make_shapes_dataset(tmp_path / "shapes", train=2, val=2, test=2, imgsz=32)
+    teacher = tmp_path / "t.pt"
+    torch.save({"model": DetectionModel("yolov8n.yaml", nc=6, verbose=False), "train_args": {}}, teacher)
+    for method, seed, value in (("none", 0, 0.1), ("cwd", 0, 0.15), ("none", 1, 0.2), ("cwd", 1, 0.22)):
+        run = tmp_path / "exp" / run_name(method, seed)
+        run.mkdir(parents=True)
+        result = RunResult("yolov8n", method, seed, "w", 8.1, 3, value, value, "test")
+        (run / "kdloss_result.json").write_text(json.dumps(asdict(result)))
+    results, teacher_result, rows = run_and_summarize(data, "yolov8n.yaml", str(teacher), ["none", "cwd", "bckd"],
+                                                      [0, 1, 2], tmp_path / "exp", train=False, imgsz=32)
+    assert [(r.method, r.seed) for r in results] == [("none", 0), ("none", 1), ("cwd", 0), ("cwd", 1)]
+    assert teacher_result.method == "teacher" and not (tmp_path / "exp" / "bckd-seed0").exists()
+    cwd = next(r for r in rows if r["method"] == "cwd")
+    assert cwd["paired"][0] == pytest.approx(0.035) and cwd["paired"][2:] == (2, 2)
+    plot_paired(rows, tmp_path / "paired.png")
+    assert (tmp_path / "paired.png").read_bytes()[:4] == b"\x89PNG"

@@ -128,8 +128,9 @@ def train_one(method: str, seed: int, student: str, teacher: str | None, data: s
 
 
 def run_experiment(data: str | Path, student: str, teacher: str | None, methods: list[str], seeds: list[int],
-                   project: str | Path, **train_args) -> list[RunResult]:
-    """Train and evaluate every (method, seed); returns the results, skipping runs already evaluated."""
+                   project: str | Path, train: bool = True, **train_args) -> list[RunResult]:
+    """Train and evaluate every (method, seed); returns the results, skipping runs already evaluated.
+    ``train=False`` only reads back the runs that are done (the table of an experiment still running)."""
     for method in methods:
         parse_method(method)
         if method != "none" and not teacher:
@@ -147,6 +148,9 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
             LOGGER.info(f"kdloss experiment [{i}/{total}] {method} seed {seed}: done before, skipping")
             results.append(RunResult(**json.loads(done.read_text())))
             continue
+        if not train:
+            LOGGER.info(f"kdloss experiment [{i}/{total}] {method} seed {seed}: not done yet, left out (train=False)")
+            continue
         LOGGER.info(f"kdloss experiment [{i}/{total}] training {student} with {method}, seed {seed}")
         run_dir = train_one(method, seed, student, teacher, str(data), project, train_args)
         result = evaluate(run_dir / "weights" / "best.pt", data, imgsz, split, method, seed, train_args.get("device"))
@@ -156,9 +160,10 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
 
 
 def run_and_summarize(data: str | Path, student: str, teacher: str | None, methods: list[str], seeds: list[int],
-                      project: str | Path, **train_args) -> tuple[list[RunResult], RunResult | None, list[dict]]:
+                      project: str | Path, train: bool = True, **train_args
+                      ) -> tuple[list[RunResult], RunResult | None, list[dict]]:
     """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows."""
-    results = run_experiment(data, student, teacher, methods, seeds, project, **train_args)
+    results = run_experiment(data, student, teacher, methods, seeds, project, train=train, **train_args)
     teacher_result = None
     if teacher:
         teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
@@ -230,3 +235,34 @@ def markdown_table(rows: list[dict]) -> str:
                      f"{fmt(r['map50_95'], r['seeds'])} | {delta} | {paired_text} | {improved} | {closed} | "
                      f"{r['seeds']} |")
     return "\n".join(lines)
+
+
+def plot_paired(rows: list[dict], path: Path) -> None:
+    """Bar chart of the paired Δ mAP50-95 per method (± standard error where there are 2+ seeds), with
+    the teacher's lead over the baseline as a dashed line when known."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paired = [r for r in rows if r.get("paired")]
+    if not paired:
+        return
+    means = [r["paired"][0] for r in paired]
+    errors = [r["paired"][1] or 0.0 for r in paired]
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(paired)), 4), dpi=100)
+    ax.bar(range(len(paired)), means, yerr=errors, capsize=4,
+           color=["#dd8452" if m > 0 else "#888888" for m in means])
+    ax.axhline(0, color="black", linewidth=0.8)
+    teacher, none = next((r for r in rows if r["method"] == "teacher"), None), next(
+        (r for r in rows if r["method"] == "none"), None)
+    if teacher and none:
+        ax.axhline(teacher["map50_95"][0] - none["map50_95"][0], color="#4c72b0", linestyle="--",
+                   label="teacher − baseline")
+        ax.legend(loc="upper right")
+    labels = [f"{r['method']}\n{r['paired'][2]}/{r['paired'][3]} seeds up" for r in paired]
+    ax.set_xticks(range(len(paired)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("paired Δ mAP50-95 vs baseline (± SE)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
