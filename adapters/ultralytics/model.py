@@ -132,7 +132,7 @@ class KDDistillationModel(DistillationModel):
 
     def _criterion_inputs(self, avg_factor: torch.Tensor | None = None) -> dict:
         """The projector's inputs; logit losses get ``avg_factor``, the normaliser of the student's own
-        cls/box losses in this step (BCKD divides by it, L1/L2 ignore it)."""
+        cls/box losses in this step (BCKD and LD divide by it, L1/L2 ignore it)."""
         n = len(self.feats_idx) - 1
         inputs = {}
         if self.config.feature_loss != "none":
@@ -218,8 +218,8 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
 
 def check_class_names(teacher_names: dict | None, student_names: dict | None, logit_loss: str) -> None:
     """Logit losses match class ``i`` of the teacher to class ``i`` of the student. The same names in another
-    order are an error (class 3 would be distilled into another class 3); other differing names a warning
-    (e.g. a teacher saved without dataset names)."""
+    order are an error (each class would be distilled into a differently named one); other differing names a
+    warning (e.g. a teacher saved without dataset names)."""
     if not isinstance(teacher_names, dict) or not isinstance(student_names, dict) or teacher_names == student_names:
         return
     differ = [i for i in sorted(student_names) if teacher_names.get(i) != student_names[i]]
