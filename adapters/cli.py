@@ -106,6 +106,7 @@ def experiment_command(args: list[str]):
     print("\n" + table)
     from pathlib import Path
 
+    Path(project).mkdir(parents=True, exist_ok=True)
     (Path(project) / "table.md").write_text(table + "\n")
     plot_paired(rows, Path(project) / "paired.png")
     return table

@@ -33,8 +33,14 @@ def test_parse_method():
 
 def test_parse_seeds():
     assert parse_seeds(3) == [0, 1, 2] and parse_seeds("0,4") == [0, 4] and parse_seeds((1, 2)) == [1, 2]
+    assert parse_seeds([2]) == [2] and parse_seeds((2,)) == [2] and parse_seeds("2,") == [2]
     with pytest.raises(ValueError, match="give a count"):
         parse_seeds("a,b")
+    with pytest.raises(ValueError, match=r"seeds=0 is a count of seeds and must be at least 1; for seed 0 alone "
+                                         r"write seeds=\[0\]"):
+        parse_seeds(0)
+    with pytest.raises(ValueError, match="no seed given"):
+        parse_seeds([])
 
 
 def test_summary_means_stds_and_deltas():

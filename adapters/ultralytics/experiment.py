@@ -43,14 +43,23 @@ class RunResult:
 
 
 def parse_seeds(value) -> list[int]:
-    """``3`` → ``[0, 1, 2]``; ``"0,4"``, ``(0, 4)`` or ``[0, 4]`` → ``[0, 4]``."""
+    """``3`` → ``[0, 1, 2]``; ``"0,4"``, ``(0, 4)`` or ``[0, 4]`` → ``[0, 4]``; one seed: ``[2]`` or ``"2,"``.
+
+    A bare number is a count, so ``seeds=0`` (no seed at all) is an error that says how to ask for seed 0.
+    """
     if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"seeds={value} is a count of seeds and must be at least 1; for seed {value} alone "
+                             f"write seeds=[{value}]")
         return list(range(value))
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    items = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v.strip()]
     try:
-        return [int(item) for item in items]
+        seeds = [int(item) for item in items]
     except ValueError as e:
-        raise ValueError(f"seeds={value!r}: give a count (seeds=3) or a list (seeds=0,1,2)") from e
+        raise ValueError(f"seeds={value!r}: give a count (seeds=3) or a list (seeds=0,1,2 or seeds=[2])") from e
+    if not seeds:
+        raise ValueError(f"seeds={value!r}: no seed given")
+    return seeds
 
 
 def parse_method(method: str) -> dict[str, str] | None:
