@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.run import peak_extra_mb
+
 VARIANTS = ("plain", "floor", "kdloss bckd+cwd", "kdloss cwd", "kdloss bckd", "kdloss mgd", "kdloss pkd",
             "builtin")
 
@@ -121,15 +123,10 @@ def time_steps(variants: tuple[str, ...], imgsz: int, batch: int, device: str, a
 
 
 def peak_mb(variant: str, imgsz: int, batch: int, device: str, amp: bool) -> float:
+    """Peak memory of one step above what is allocated before it (:func:`benchmarks.run.peak_extra_mb`); on
+    the CPU in a fresh process."""
     if device == "cuda":
-        fn = make_step(variant, imgsz, batch, device, amp)
-        fn()
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
+        return peak_extra_mb(make_step(variant, imgsz, batch, device, amp), device, [])
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(Path(__file__).parents[1])}
     out = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--memory-probe", variant, "--imgsz",
                           str(imgsz), "--batch", str(batch)], env=env, capture_output=True, text=True, check=True)
@@ -137,14 +134,7 @@ def peak_mb(variant: str, imgsz: int, batch: int, device: str, amp: bool) -> flo
 
 
 def memory_probe(variant: str, imgsz: int, batch: int) -> None:
-    from benchmarks.run import _status_kb
-
-    fn = make_step(variant, imgsz, batch, "cpu", False)
-    fn()
-    before = _status_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
-    fn()
-    print((_status_kb("VmHWM") - before) / 1024)
+    print(peak_extra_mb(make_step(variant, imgsz, batch, "cpu", False), "cpu", []))
 
 
 STARTUP = """
