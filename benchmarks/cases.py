@@ -55,20 +55,13 @@ def cwd_case(batch: int, level: str, device: str) -> Case:
     return Case("cwd", f"{level} {tuple(s.shape)}", [s], [t], run)
 
 
-def mimic_case(batch: int, device: str) -> Case:
+def level_sum_case(loss: str, reference: Callable, fn: Callable, batch: int, device: str) -> Case:
+    """A feature loss summed over P3, P4 and P5 (Mimic, PKD): ``reference(s, t)`` per level against ``fn``."""
     s = [_feature(batch, level, device, True) for level in LEVELS]
     t = [_feature(batch, level, device, False) for level in LEVELS]
-    run = {"reference": lambda: sum(references.mimic_reference(a, b) for a, b in zip(s, t))}
-    run |= {impl: (lambda impl=impl: KF.mimic(s, t, impl=impl)) for impl in IMPLS[1:]}
-    return Case("mimic", "P3+P4+P5", s, t, run)
-
-
-def pkd_case(batch: int, device: str) -> Case:
-    s = [_feature(batch, level, device, True) for level in LEVELS]
-    t = [_feature(batch, level, device, False) for level in LEVELS]
-    run = {"reference": lambda: sum(references.pkd_mmrazor_style(a, b) for a, b in zip(s, t))}
-    run |= {impl: (lambda impl=impl: KF.pkd(s, t, impl=impl)) for impl in IMPLS[1:]}
-    return Case("pkd", "P3+P4+P5", s, t, run)
+    run = {"reference": lambda: sum(reference(a, b) for a, b in zip(s, t))}
+    run |= {impl: (lambda impl=impl: fn(s, t, impl=impl)) for impl in IMPLS[1:]}
+    return Case(loss, "P3+P4+P5", s, t, run)
 
 
 def mgd_case(batch: int, device: str) -> Case:
@@ -120,11 +113,11 @@ def build_case(loss: str, level: str, batch: int, device: str) -> Case:
     if loss == "cwd":
         return cwd_case(batch, level, device)
     if loss == "mimic":
-        return mimic_case(batch, device)
+        return level_sum_case("mimic", references.mimic_reference, KF.mimic, batch, device)
     if loss == "mgd":
         return mgd_case(batch, device)
     if loss == "pkd":
-        return pkd_case(batch, device)
+        return level_sum_case("pkd", references.pkd_mmrazor_style, KF.pkd, batch, device)
     return logit_case(loss, batch, device)
 
 
