@@ -96,7 +96,8 @@ def experiment_command(args: list[str]):
     missing = [key for key in ("data", "student") if key not in pairs]
     if missing:
         raise ValueError(f"kdloss experiment needs {', '.join(k + '=...' for k in missing)}")
-    methods = str(pairs.pop("methods", "none,bckd+cwd")).split(",")
+    methods = pairs.pop("methods", "none,bckd+cwd")
+    methods = ["none"] if methods is None else str(methods).split(",")  # key=value parsing reads none as None
     seeds = parse_seeds(pairs.pop("seeds", 1))
     data, student, teacher = pairs.pop("data"), str(pairs.pop("student")), pairs.pop("teacher", None)
     project = pairs.pop("project", "runs/kdloss-experiment")

@@ -96,6 +96,10 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
     elif loss == "ld":
         reference = lambda: references.ld_official_style(s.box, t.box, t.cls, LD_TEMPERATURE)  # noqa: E731
         fn = functools.partial(KF.ld, temperature=LD_TEMPERATURE)
+    elif loss == "crosskd":
+        reference = lambda: references.crosskd_official_style(s.cls, s.box, t.cls, t.box, s.anchors,  # noqa: E731
+                                                              s.strides)
+        fn = KF.crosskd
     else:
         ref_fn = references.l1_reference if loss == "l1" else references.l2_reference
         reference = lambda: ref_fn(s.cls, s.box, t.cls, t.box)  # noqa: E731

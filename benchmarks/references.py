@@ -109,3 +109,29 @@ def bckd_official_style(s_cls, s_box, t_cls, t_box, anchors, strides, beta: floa
     box_t = torch.cat((points - dist_t[:, :2], points + dist_t[:, 2:]), 1) * stride
     loss_box = (1 - _bbox_overlaps_giou(box_s, box_t)) * weight
     return loss_cls + box_weight * loss_box.sum() / avg_factor
+
+
+def crosskd_official_style(c_cls, c_box, t_cls, t_box, anchors, strides, temperature: float = 1.0) -> torch.Tensor:
+    """CrossKD's GFL setting on crossed predictions (jbwang1997/CrossKD ``crosskd_gfl.py``
+    ``pred_mimicking_loss_single``): quality-focal soft BCE (beta 1) over all anchors, KL of the bins (T, summed
+    over bins, weight 3) and GIoU (weight 2), both weighted by the teacher's top score and divided by its sum.
+    The class term is divided by the soft count too (no assigner here), as kdloss does without ``avg_factor``."""
+    b = c_cls.shape[0]
+    reg_max = c_box.shape[-1]
+    target = t_cls.sigmoid()
+    weight = target.max(dim=-1)[0].reshape(-1)
+    normaliser = weight.sum()
+    loss_cls = F.binary_cross_entropy_with_logits(c_cls, target, reduction="none") * (target - c_cls.sigmoid()).abs()
+    loss_cls = loss_cls.sum() / normaliser.clamp(min=1.0)
+    kl = F.kl_div(F.log_softmax(c_box.reshape(-1, reg_max) / temperature, dim=1),
+                  F.softmax(t_box.reshape(-1, reg_max) / temperature, dim=1).detach(),
+                  reduction="none").sum(1) * temperature**2
+    loss_kl = (kl * weight.repeat_interleave(4)).sum() / 4.0 / normaliser
+    points = anchors.repeat(b, 1)
+    stride = strides.repeat(b)[:, None]
+    dist_c = _integral(c_box, reg_max)
+    dist_t = _integral(t_box, reg_max).detach()
+    box_c = torch.cat((points - dist_c[:, :2], points + dist_c[:, 2:]), 1) * stride
+    box_t = torch.cat((points - dist_t[:, :2], points + dist_t[:, 2:]), 1) * stride
+    loss_giou = ((1 - _bbox_overlaps_giou(box_c, box_t)) * weight).sum() / normaliser
+    return loss_cls + 3.0 * loss_kl + 2.0 * loss_giou

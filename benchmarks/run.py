@@ -29,7 +29,7 @@ from torch._dynamo.utils import counters
 
 from benchmarks.cases import IMPLS, Case, build_case, case_keys
 
-LOSSES = ("cwd", "bckd", "mimic", "mgd", "pkd", "l1", "l2", "ld")
+LOSSES = ("cwd", "bckd", "mimic", "mgd", "pkd", "l1", "l2", "ld", "crosskd")
 L2_FLUSH_BYTES = 256 * 2**20  # several times the L2 cache (get_device_properties().L2_cache_size)
 
 

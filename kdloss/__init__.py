@@ -6,7 +6,7 @@ Feature losses take ``(N, C, H, W)`` tensors (or one per level); logit losses ta
 
 from kdloss.combine import DistillationLoss
 from kdloss.detection import DetectionOutput
-from kdloss.nn import BCKD, CWD, L1, L2, LD, MGD, PKD, ChannelAlign, DistillLoss, Mimic
+from kdloss.nn import BCKD, CWD, L1, L2, LD, MGD, PKD, ChannelAlign, CrossKD, DistillLoss, Mimic
 from kdloss.schedules import Schedule
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "MGD",
     "PKD",
     "ChannelAlign",
+    "CrossKD",
     "DetectionOutput",
     "DistillLoss",
     "DistillationLoss",

@@ -179,3 +179,22 @@ def test_train_false_reads_back_finished_runs_and_plots(tmp_path):
     assert cwd["paired"][0] == pytest.approx(0.035) and cwd["paired"][2:] == (2, 2)
     plot_paired(rows, tmp_path / "paired.png")
     assert (tmp_path / "paired.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(("value", "methods"), [("none", ["none"]), ("none,bckd+cwd", ["none", "bckd+cwd"]),
+                                                ("cwd:feature_weight=10", ["cwd:feature_weight=10"])])
+def test_cli_methods_reach_the_experiment_as_given(value, methods, monkeypatch, tmp_path):
+    """`methods=none` alone is the method none (key=value parsing reads a bare none as None)."""
+    import kdloss.adapters.ultralytics.experiment as experiment
+    from kdloss.adapters.cli import experiment_command
+
+    class Seen(Exception):
+        pass
+
+    def capture(data, student, teacher, methods, seeds, project, **kwargs):
+        raise Seen(methods)
+
+    monkeypatch.setattr(experiment, "run_and_summarize", capture)
+    with pytest.raises(Seen) as seen:
+        experiment_command([f"data={tmp_path}/d.yaml", "student=yolov8n.yaml", f"methods={value}"])
+    assert seen.value.args[0] == methods

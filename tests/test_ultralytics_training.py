@@ -98,6 +98,38 @@ def test_teacher_frozen_ema_student_only_and_parts_optimised(data, teacher, tmp_
     assert seen["ema_teacher"] is None
 
 
+def test_crosskd_trains_teacher_bit_identical_align_convs_optimised_and_saved(data, teacher, tmp_path):
+    seen = {}
+
+    def on_train_start(trainer):
+        optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+        align = trainer.model.projector.losses["crosskd"].align
+        seen["align_optimised"] = all(id(p) in optimised for p in align.parameters())
+        seen["align_start"] = {k: v.clone() for k, v in align.state_dict().items()}
+
+    def on_model_save(trainer):  # the training checkpoint (before ultralytics strips it to the student)
+        seen["saved_align"] = load_checkpoint(trainer.last)[0].projector.losses["crosskd"].align.state_dict()
+
+    def on_train_end(trainer):
+        seen["teacher_state"] = {k: v.clone() for k, v in trainer.model.teacher_model.state_dict().items()}
+
+    student = YOLO("yolov8n.yaml")
+    for event, fn in [("on_train_start", on_train_start), ("on_model_save", on_model_save),
+                      ("on_train_end", on_train_end)]:
+        student.add_callback(event, fn)
+    student.train(trainer=DistillationTrainer, data=str(data), teacher=str(teacher), feature_loss="none",
+                  logit_loss="crosskd", project=str(tmp_path), name="r", **COMMON)
+    (row,) = results(tmp_path / "r")
+    for column in ("kdxcl_loss", "kdxbx_loss"):
+        assert math.isfinite(float(row[f"train/{column}"])) and float(row[f"train/{column}"]) > 0, column
+    assert seen["align_optimised"] and seen["align_start"]
+    for key, value in load_checkpoint(teacher)[0].state_dict().items():
+        assert torch.equal(value, seen["teacher_state"][key].to(value.dtype)), key
+    trained = seen["saved_align"]
+    assert trained.keys() == seen["align_start"].keys()
+    assert any(not torch.equal(trained[k].float(), v) for k, v in seen["align_start"].items())
+
+
 BLOCK_KDLOSS = textwrap.dedent("""
     import sys
 

@@ -200,7 +200,7 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(), [8], [8])
-    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld"]
+    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld", "crosskd_cls", "crosskd_box"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
     assert all(len(name) <= 10 and "loss" in name for name in names)

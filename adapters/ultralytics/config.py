@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from kdloss.schedules import SCHEDULE_KINDS
 
 FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "none")
-LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "none")
+LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class DistillConfig:
     """
 
     feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | pkd | none"})
-    logit_loss: str = field(default="bckd", metadata={"help": "bckd | ld | l1 | l2 | none, or several: bckd+ld"})
+    logit_loss: str = field(default="bckd",
+                            metadata={"help": "bckd | ld | crosskd | l1 | l2 | none, or several: bckd+ld"})
     feature_layers: list[int] | None = field(
         default=None, metadata={"help": "layer indices in both models (default: the Detect head's inputs)"})
     student_layers: list[int] | None = field(default=None, metadata={"help": "or: student layer indices"})
@@ -41,6 +42,7 @@ class DistillConfig:
     lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
     stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
+    crosskd_layer: int = field(default=1, metadata={"help": "CrossKD: cross after this layer of each head branch"})
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -83,6 +85,8 @@ class DistillConfig:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.lambda_mgd < 1:
             raise ValueError(f"lambda_mgd must be in [0, 1), got {self.lambda_mgd}")
+        if self.crosskd_layer < 1:
+            raise ValueError(f"crosskd_layer must be >= 1 (1: after the first conv), got {self.crosskd_layer}")
         if self.stop_epochs < 0:
             raise ValueError(f"stop_epochs must be >= 0, got {self.stop_epochs}")
         if not 0 <= self.schedule_warmup < 1:

@@ -8,6 +8,7 @@ restores, and checkpoints that strip to the plain student.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -17,8 +18,9 @@ from ultralytics.nn.modules.head import Detect
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 
-from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, DistillationLoss, DistillLoss, Mimic, Schedule
+from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
+from kdloss.adapters.ultralytics.crosskd import CrossingPoints, check_crossing, teacher_head_tail
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
 
 
@@ -49,14 +51,18 @@ class KDDistillationModel(DistillationModel):
         if s_levels != t_levels:
             raise ValueError(f"teacher Detect head has {t_levels} levels, the student's {s_levels}: ultralytics' "
                              "DistillationModel needs the same count")
+        crossing = "crosskd" in config.logit_losses()
+        if crossing:
+            check_crossing(detect_head(student_model), detect_head(teacher_model), config.crosskd_layer)
         super().__init__(teacher_model, student_model)
         self.config = config
+        self.crossing = crossing
         self.progress = 0.0
         self.distilling = True
         self.feats_idx = [*s_layers, detect_head(student_model).i]
         self.teacher_feats_idx = [*t_layers, detect_head(self.teacher_model).i]
         self._register_feature_hooks()
-        s_shapes, t_shapes = self._probe_feature_shapes()
+        s_shapes, t_shapes, crossing_channels = self._probe_feature_shapes()
         for level, (s, t) in enumerate(zip(s_shapes, t_shapes)):
             if s[2:] != t[2:]:
                 raise ValueError(
@@ -64,14 +70,16 @@ class KDDistillationModel(DistillationModel):
                     f"sizes: {tuple(s[2:])} vs {tuple(t[2:])} (shapes {tuple(s)} vs {tuple(t)})"
                 )
         device = next(student_model.parameters()).device
-        self.projector = build_criterion(config, [s[1] for s in s_shapes], [t[1] for t in t_shapes]).to(device)
+        self.projector = build_criterion(config, [s[1] for s in s_shapes], [t[1] for t in t_shapes],
+                                         crossing_channels).to(device)
         LOGGER.info(
             f"kdloss: distilling student layers {s_layers} from teacher layers {t_layers} with "
             f"feature_loss={config.feature_loss}, logit_loss={config.logit_loss}"
         )
 
-    def _probe_feature_shapes(self) -> tuple[list[torch.Size], list[torch.Size]]:
-        """One dummy forward through both models to read each chosen layer's output shape."""
+    def _probe_feature_shapes(self) -> tuple[list[torch.Size], list[torch.Size], tuple[list[int], list[int]]]:
+        """One dummy forward through both models to read each chosen layer's output shape, and the channels of
+        the student's and the teacher's head branches at CrossKD's crossing point (empty lists without it)."""
         n = len(self.feats_idx) - 1
         imgsz = self.student_model.args.imgsz
         imgsz = imgsz if isinstance(imgsz, int) else max(imgsz)
@@ -79,11 +87,14 @@ class KDDistillationModel(DistillationModel):
         device = next(self.student_model.parameters()).device
         was_training = self.student_model.training
         self.student_model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self._crossing(self.teacher_model) as t_cross, \
+                self._crossing(self.student_model) as s_cross:
             im = torch.zeros(1, ch, imgsz, imgsz, device=device)
             self.teacher_model(im)
             self.student_model(im)
         self.student_model.train(was_training)
+        crossing_channels = ([f.shape[1] for f in s_cross.feats], [f.shape[1] for f in t_cross.feats]) \
+            if self.crossing else ([], [])
         shapes = []
         for side, feats, layers in (("student", self._student_feats, self.feats_idx),
                                     ("teacher", self._teacher_feats, self.teacher_feats_idx)):
@@ -97,7 +108,13 @@ class KDDistillationModel(DistillationModel):
             shapes.append(side_shapes)
         self._student_feats.clear()
         self._teacher_feats.clear()
-        return shapes[0], shapes[1]
+        return shapes[0], shapes[1], crossing_channels
+
+    def _crossing(self, model: nn.Module) -> CrossingPoints | contextlib.nullcontext:
+        """Records ``model``'s head features at CrossKD's crossing point during a forward (``None`` without it)."""
+        if not self.crossing:
+            return contextlib.nullcontext()
+        return CrossingPoints(detect_head(model), self.config.crosskd_layer)
 
     def loss(self, batch: dict, preds=None):
         """Detection loss of the student plus the distillation losses.
@@ -121,18 +138,21 @@ class KDDistillationModel(DistillationModel):
         self._student_feats.clear()
         with torch.no_grad():
             self.teacher_model(batch["img"])
-        preds = self.student_model(batch["img"])
+        with self._crossing(self.student_model) as crossing:
+            preds = self.student_model(batch["img"])
         with TargetScoresSum(self.student_model) as normaliser:
             regular, items = self.student_model.loss(batch, preds)
-        total, parts = self.projector(self._criterion_inputs(normaliser.value), progress=self.progress)
+        inputs = self._criterion_inputs(normaliser.value, crossing.feats if crossing else None)
+        total, parts = self.projector(inputs, progress=self.progress)
         items.update({column_name(key): value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
 
-    def _criterion_inputs(self, avg_factor: torch.Tensor | None = None) -> dict:
+    def _criterion_inputs(self, avg_factor: torch.Tensor | None = None, crossing_feats: list | None = None) -> dict:
         """The projector's inputs; logit losses get ``avg_factor``, the normaliser of the student's own
-        cls/box losses in this step (BCKD and LD divide by it, L1/L2 ignore it)."""
+        cls/box losses in this step (BCKD, LD and CrossKD divide by it, L1/L2 ignore it). CrossKD gets the
+        student's head features at the crossing point and the rest of the teacher's head."""
         n = len(self.feats_idx) - 1
         inputs = {}
         if self.config.feature_loss != "none":
@@ -144,6 +164,10 @@ class KDDistillationModel(DistillationModel):
             outputs = (detection_output(self._student_feats[n], detect_head(self.student_model)),
                        detection_output(self._teacher_feats[n], detect_head(self.teacher_model)), avg_factor)
             inputs.update(dict.fromkeys(self.config.logit_losses(), outputs))
+        if self.crossing:
+            t_head = detect_head(self.teacher_model)
+            inputs["crosskd"] = (crossing_feats, outputs[1], teacher_head_tail(t_head, self.config.crosskd_layer),
+                                 avg_factor)
         return inputs
 
 
@@ -152,7 +176,7 @@ class KDDistillationModel(DistillationModel):
 # columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
 COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
                 "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
-                "bckd_box": "kdbox_loss"}
+                "bckd_box": "kdbox_loss", "crosskd_cls": "kdxcl_loss", "crosskd_box": "kdxbx_loss"}
 
 
 def column_name(part_key: str) -> str:
@@ -255,9 +279,11 @@ def logit_loss(name: str, config: DistillConfig) -> DistillLoss:
 
 
 def build_criterion(
-    config: DistillConfig, student_channels: list[int], teacher_channels: list[int]
+    config: DistillConfig, student_channels: list[int], teacher_channels: list[int],
+    crossing_channels: tuple[list[int], list[int]] = ([], []),
 ) -> DistillationLoss:
-    """kdloss losses, weights and schedule for ``config``; the feature loss aligns channels per level."""
+    """kdloss losses, weights and schedule for ``config``; the feature loss aligns channels per level, CrossKD
+    per head branch (``crossing_channels``: student's and teacher's, box branches then class branches)."""
     losses: dict[str, DistillLoss] = {}
     weights: dict[str, float] = {}
     if config.feature_loss == "cwd":
@@ -272,7 +298,7 @@ def build_criterion(
     if config.feature_loss != "none":
         weights[config.feature_loss] = config.feature_weight
     for name in config.logit_losses():
-        losses[name] = logit_loss(name, config)
+        losses[name] = CrossKD(*crossing_channels) if name == "crosskd" else logit_loss(name, config)
         weights[name] = config.logit_weight
     if not losses:
         raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")
