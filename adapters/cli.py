@@ -25,7 +25,8 @@ commands:
   help      this text (also: kdloss --help)
 
 distill keys:
-  student=PATH      model yaml, .pt checkpoint, or pruned-model checkpoint (trained as loaded)   [required]
+  student=PATH      model yaml, .pt checkpoint, or pruned-model checkpoint (trained as loaded);
+                    detect, segment, pose or obb: its task picks ultralytics' trainer            [required]
   teacher=PATH      teacher .pt checkpoint, same classes as the data                            [required]
   data=PATH         dataset yaml                                                                [required]
 {kd_keys}

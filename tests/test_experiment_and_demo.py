@@ -198,3 +198,15 @@ def test_cli_methods_reach_the_experiment_as_given(value, methods, monkeypatch, 
     with pytest.raises(Seen) as seen:
         experiment_command([f"data={tmp_path}/d.yaml", "student=yolov8n.yaml", f"methods={value}"])
     assert seen.value.args[0] == methods
+
+
+def test_task_models_show_their_mask_or_pose_map_next_to_box_map():
+    results = [RunResult("yolov8n-seg", method, seed, "w", 12.0, 3, 0.2 + d, 0.1 + d, "val", "mask", 0.05 + d)
+               for method, d in (("none", 0.0), ("bckd", 0.02)) for seed in (0, 1)]
+    teacher = RunResult("yolov8s-seg", "teacher", 0, "t", 40.0, 11, 0.5, 0.3, "val", "mask", 0.2)
+    lines = markdown_table(summarize(results, teacher)).splitlines()
+    assert "| mAP50-95 | mask mAP50-95 | Δ mAP50-95 vs baseline |" in lines[0]
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "| 0.2000 |" in lines[2] and "| 0.0700 ± 0.0000 |" in lines[4] and "+0.0200" in lines[4]
+    box_only = markdown_table(summarize([RunResult("yolov8n", "none", 0, "w", 8.0, 3, 0.2, 0.1, "val")]))
+    assert "mask" not in box_only and "pose" not in box_only

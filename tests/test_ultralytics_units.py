@@ -233,14 +233,21 @@ def test_other_class_names_warn(caplog):
 
 
 @pytest.mark.parametrize("side", ["teacher", "student"])
-def test_task_models_are_refused_clearly(side):
+def test_teacher_and_student_of_different_tasks_are_an_error(side):
     from ultralytics.nn.tasks import SegmentationModel
 
     seg = SegmentationModel("yolov8n-seg.yaml", nc=6, verbose=False)
     seg.args = get_cfg(overrides={"imgsz": 64})
     teacher, pupil = (seg, student()) if side == "teacher" else (student("yolov8s.yaml"), seg)
-    with pytest.raises(ValueError, match=f"the {side} has a Segment head: kdloss distills detection models"):
+    tasks = ("segment", "detect") if side == "teacher" else ("detect", "segment")
+    with pytest.raises(ValueError, match=f"the teacher is a {tasks[0]} model and the student a {tasks[1]} model"):
         KDDistillationModel(teacher, pupil, DistillConfig())
+
+
+def test_other_heads_are_refused_clearly():
+    with pytest.raises(ValueError, match="the student has a v10Detect head: kdloss distills YOLOv8/YOLO11/YOLO26 "
+                                         "detect, segment, pose and OBB models"):
+        KDDistillationModel(student("yolov8s.yaml"), student("yolov10n.yaml"), DistillConfig())
 
 
 def test_error_class_count_mismatch():

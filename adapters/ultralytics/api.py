@@ -7,12 +7,15 @@ from pathlib import Path
 
 from ultralytics import YOLO
 
-from kdloss.adapters.ultralytics.trainer import DistillationTrainer
+from kdloss.adapters.ultralytics.trainer import distillation_trainer
 
 
 def distill(student: str | Path, teacher: str | Path | None = None, data: str | Path | None = None,
             feature_loss: str | None = None, logit_loss: str | None = None, **train_args):
     """Train ``student`` on ``data`` while distilling from ``teacher``; returns what ``YOLO.train`` returns.
+
+    The student's task (detect, segment, pose, obb) picks ultralytics' trainer for it
+    (:func:`distillation_trainer`); the teacher must be a model of the same task.
 
     Args:
         student: a model yaml (``yolov8n.yaml``), a ``.pt`` checkpoint, or a checkpoint of a pruned model
@@ -33,7 +36,8 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
     train_args.update({key: str(value) for key, value in optional.items() if value is not None})
     if not train_args.get("resume") and ("distill_model" not in train_args or "data" not in train_args):
         raise ValueError("distill() needs teacher= and data= (unless resuming a run with resume=True)")
-    return YOLO(str(student), task="detect").train(trainer=DistillationTrainer, **train_args)
+    model = YOLO(str(student))
+    return model.train(trainer=distillation_trainer(model.task), **train_args)
 
 
 def check_paths(student: str | Path | None = None, teacher: str | Path | None = None,

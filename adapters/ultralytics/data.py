@@ -8,6 +8,10 @@ better teacher has something to teach. Two kinds (:data:`KINDS`):
 - ``dense``: 6–16 small objects per image (radius 4–8 % of the image, 10–20 pixels across at imgsz 128; a
   step towards aerial datasets such as VisDrone), placed with little overlap, classes imbalanced (from 35 %
   of the objects down to 5 %).
+
+Labels for every ultralytics task (``task``): ``detect`` boxes; ``segment`` each shape's outline as a polygon;
+``pose`` four keypoints per object (its top, right, bottom and left extremes); ``obb`` the box's four corners
+(angle 0: the shapes are drawn upright). The images are the same for every task.
 """
 
 from __future__ import annotations
@@ -93,21 +97,64 @@ def _image(rng: np.random.Generator, size: int, max_objects: int, kind: str = "s
     return img, labels
 
 
+TASKS = ("detect", "segment", "pose", "obb")
+KEYPOINTS = 4  # pose: top, right, bottom, left
+FLIP_IDX = (0, 3, 2, 1)  # a horizontal flip swaps right and left
+
+
+def _outline(cls: int, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    """The polygon of a drawn shape (pixels): its vertices, or 16 points on the circle for round shapes."""
+    name = SHAPES[cls]
+    if name == "square":
+        return [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    if name == "triangle":
+        return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    if name == "diamond":
+        return [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
+    if name == "cross":
+        w = max(1, int(r) // 3)
+        return [(cx - w, cy - r), (cx + w, cy - r), (cx + w, cy - w), (cx + r, cy - w), (cx + r, cy + w),
+                (cx + w, cy + w), (cx + w, cy + r), (cx - w, cy + r), (cx - w, cy + w), (cx - r, cy + w),
+                (cx - r, cy - w), (cx - w, cy - w)]
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    return [(cx + r * float(np.cos(a)), cy + r * float(np.sin(a))) for a in angles]
+
+
+def label_line(label: Label, task: str, size: int) -> str:
+    """One YOLO label line of ``task`` for an object drawn at ``label`` (class, x, y, w, h normalised)."""
+    c, x, y, w, h = label
+    box = f"{x:.6f} {y:.6f} {w:.6f} {h:.6f}"
+    if task == "detect":
+        return f"{c} {box}"
+    if task == "segment":
+        points = np.clip(np.array(_outline(c, x * size, y * size, w * size / 2)) / size, 0, 1)
+        return f"{c} " + " ".join(f"{px:.6f} {py:.6f}" for px, py in points)
+    if task == "pose":
+        extremes = ((x, y - h / 2), (x + w / 2, y), (x, y + h / 2), (x - w / 2, y))
+        return f"{c} {box} " + " ".join(f"{px:.6f} {py:.6f} 2" for px, py in extremes)
+    corners = ((x - w / 2, y - h / 2), (x + w / 2, y - h / 2), (x + w / 2, y + h / 2), (x - w / 2, y + h / 2))
+    return f"{c} " + " ".join(f"{px:.6f} {py:.6f}" for px, py in corners)
+
+
 def make_shapes_dataset(root: str | Path, train: int = 256, val: int = 64, test: int = 0, imgsz: int = 128,
-                        max_objects: int | None = None, seed: int = 0, kind: str = "shapes") -> Path:
+                        max_objects: int | None = None, seed: int = 0, kind: str = "shapes",
+                        task: str = "detect") -> Path:
     """Write the dataset under ``root`` (``images/{split}``, ``labels/{split}``) and return its data yaml.
 
     ``kind``: ``"shapes"`` or ``"dense"`` (:data:`KINDS`); ``max_objects`` overrides the kind's maximum
-    objects per image. Deterministic for a given ``seed``, kind and sizes; an existing complete dataset is
-    reused as it is.
+    objects per image; ``task``: the label format (:data:`TASKS`, see the module docstring). Deterministic
+    for a given ``seed``, kind and sizes; an existing complete dataset is reused as it is.
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {tuple(KINDS)}")
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not one of {TASKS}")
     max_objects = KINDS[kind]["objects"][1] if max_objects is None else int(max_objects)
     root = Path(root).resolve()
     yaml_path = root / "data.yaml"
     splits = {"train": train, "val": val, "test": test}
     suffix = "" if kind == "shapes" else f"-{kind}"
+    suffix += "" if task == "detect" else f"-{task}"
     stamp = root / f".complete-{train}-{val}-{test}-{imgsz}-{max_objects}-{seed}{suffix}"
     if stamp.exists() and yaml_path.exists():
         return yaml_path
@@ -120,13 +167,15 @@ def make_shapes_dataset(root: str | Path, train: int = 256, val: int = 64, test:
         for i in range(count):
             img, labels = _image(rng, imgsz, max_objects, kind)
             cv2.imwrite(str(root / "images" / split / f"{i:05d}.png"), img)
-            lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
+            lines = [label_line(label, task, imgsz) for label in labels]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines) + "\n")
     lines = [f"path: {root}", "train: images/train", "val: images/val"]
     if test:
         lines.append("test: images/test")
     lines.append("names:")
     lines += [f"  {i}: {name}" for i, name in enumerate(SHAPES)]
+    if task == "pose":
+        lines += [f"kpt_shape: [{KEYPOINTS}, 3]", f"flip_idx: {list(FLIP_IDX)}"]
     yaml_path.write_text("\n".join(lines) + "\n")
     stamp.touch()
     return yaml_path

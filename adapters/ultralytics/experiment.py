@@ -40,6 +40,8 @@ class RunResult:
     map50: float
     map50_95: float
     split: str
+    task_metric: str | None = None  # "mask" or "pose" for segment and pose models
+    task_map50_95: float | None = None  # that metric's mAP50-95 (box mAP stays in map50/map50_95)
 
 
 def parse_seeds(value) -> list[int]:
@@ -115,10 +117,13 @@ def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, meth
     metrics = model.val(data=str(data), imgsz=imgsz, split=split, plots=False, verbose=False, device=device,
                         batch=16, workers=0)
     name = Path(str(model.model.yaml.get("yaml_file", weights))).stem
+    task_metric = next((label for attr, label in (("seg", "mask"), ("pose", "pose")) if hasattr(metrics, attr)), None)
+    task_map = float(getattr(metrics, "seg" if task_metric == "mask" else "pose").map) if task_metric else None
     return RunResult(model=name, method=method, seed=seed, weights=str(weights),
                      gflops=round(get_flops(model.model, 640), 3),
                      params=sum(p.numel() for p in model.model.parameters()),
-                     map50=float(metrics.box.map50), map50_95=float(metrics.box.map), split=split)
+                     map50=float(metrics.box.map50), map50_95=float(metrics.box.map), split=split,
+                     task_metric=task_metric, task_map50_95=task_map)
 
 
 def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
@@ -201,7 +206,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
                      "gflops": teacher.gflops, "params": teacher.params, "map50": (teacher.map50, 0.0),
                      "map50_95": (teacher.map50_95, 0.0), "seeds": 1, "delta": None, "paired": None,
-                     "gap_closed": None})
+                     "gap_closed": None, **_task_metric([teacher])})
     methods = list(dict.fromkeys(r.method for r in results))
     baseline = [r.map50_95 for r in results if r.method == "none"]
     base_mean = statistics.fmean(baseline) if baseline else None
@@ -218,16 +223,27 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
                      "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
                      "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean,
                      "paired": paired,
-                     "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None})
+                     "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None,
+                     **_task_metric(runs)})
     return rows
+
+
+def _task_metric(runs: list[RunResult]) -> dict:
+    """``{"task_metric": "mask", "task_map50_95": (mean, std)}`` for segment/pose runs, else ``{}``."""
+    if not runs or runs[0].task_metric is None or any(r.task_map50_95 is None for r in runs):
+        return {}
+    return {"task_metric": runs[0].task_metric, "task_map50_95": _mean_std([r.task_map50_95 for r in runs])}
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The papers' table (mean ± std over seeds) followed by the paired columns: Δ ± SE, seeds improved
-    and gap closed."""
-    lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 | Δ mAP50-95 vs baseline | paired Δ ± SE | "
-             "seeds improved | gap closed | seeds |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    and gap closed. Segment and pose models add their mask or pose mAP50-95 after the box mAP50-95 (the
+    deltas stay on box mAP50-95)."""
+    task = next((r["task_metric"] for r in rows if r.get("task_metric")), None)
+    task_head = f" {task} mAP50-95 |" if task else ""
+    lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 |" + task_head + " Δ mAP50-95 vs baseline | "
+             "paired Δ ± SE | seeds improved | gap closed | seeds |",
+             "| --- | ---: | ---: | ---: | ---: |" + " ---: |" * (6 if task else 5)]
 
     def fmt(pair: tuple[float, float], seeds: int) -> str:
         return f"{pair[0]:.4f} ± {pair[1]:.4f}" if seeds > 1 else f"{pair[0]:.4f}"
@@ -240,9 +256,11 @@ def markdown_table(rows: list[dict]) -> str:
             paired_text += f" ± {paired[1]:.4f}"
         improved = "—" if paired is None else f"{paired[2]}/{paired[3]}"
         closed = "—" if r.get("gap_closed") is None else f"{100 * r['gap_closed']:.0f} %"
+        task_cell = "" if not task else (f" {fmt(r['task_map50_95'], r['seeds'])} |" if r.get("task_map50_95")
+                                         else " — |")
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
-                     f"{fmt(r['map50_95'], r['seeds'])} | {delta} | {paired_text} | {improved} | {closed} | "
-                     f"{r['seeds']} |")
+                     f"{fmt(r['map50_95'], r['seeds'])} |{task_cell} {delta} | {paired_text} | {improved} | "
+                     f"{closed} | {r['seeds']} |")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from ultralytics.nn.distill_model import DistillationModel
-from ultralytics.nn.modules.head import Detect
+from ultralytics.nn.modules.head import OBB, OBB26, Detect, Pose, Pose26, Segment, Segment26
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 
@@ -219,9 +219,13 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
     """Errors that would otherwise surface as shape mismatches deep inside a loss."""
     s_head, t_head = detect_head(student), detect_head(teacher)
     for side, head in (("teacher", t_head), ("student", s_head)):
-        if type(head) is not Detect:
-            raise ValueError(f"the {side} has a {type(head).__name__} head: kdloss distills detection models "
-                             "(YOLOv8/YOLO11/YOLO26 Detect heads); segment, pose and OBB models are not supported")
+        if type(head) not in TASK_HEADS:
+            raise ValueError(f"the {side} has a {type(head).__name__} head: kdloss distills YOLOv8/YOLO11/YOLO26 "
+                             "detect, segment, pose and OBB models (Detect, Segment, Pose and OBB heads)")
+    s_task, t_task = TASK_HEADS[type(s_head)], TASK_HEADS[type(t_head)]
+    if s_task != t_task:
+        raise ValueError(f"the teacher is a {t_task} model and the student a {s_task} model: distill between "
+                         f"models of the same task (a {s_task} teacher trained on the same data)")
     if config.logit_loss == "none":
         return
     if s_head.nc != t_head.nc:
@@ -238,6 +242,12 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
                          f"heads predict one value per box side): logit_loss={config.logit_loss} compares box "
                          "outputs bin by bin; feature losses work across these heads (logit_loss=none)")
     check_class_names(getattr(teacher, "names", None), getattr(student, "names", None), config.logit_loss)
+
+
+# The heads kdloss distills and their task. Their detection part (box branch cv2, class branch cv3) is what the
+# logit losses and CrossKD use; mask coefficients, keypoints and angles are not distilled.
+TASK_HEADS = {Detect: "detect", Segment: "segment", Segment26: "segment", Pose: "pose", Pose26: "pose",
+              OBB: "obb", OBB26: "obb"}
 
 
 def check_class_names(teacher_names: dict | None, student_names: dict | None, logit_loss: str) -> None:

@@ -1,10 +1,15 @@
-"""``DetectionTrainer`` that trains a :class:`KDDistillationModel` instead of the bare student."""
+"""ultralytics' own trainers (detect, segment, pose, OBB) training a :class:`KDDistillationModel` instead of the
+bare student: each task's loss columns, metrics and checkpoints stay ultralytics' own, kdloss's columns are
+added."""
 
 from __future__ import annotations
 
-from copy import copy, deepcopy
+from copy import deepcopy
 
-from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.obb import OBBTrainer
+from ultralytics.models.yolo.pose import PoseTrainer
+from ultralytics.models.yolo.segment import SegmentationTrainer
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
@@ -14,8 +19,8 @@ from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
 
 
-class DistillationTrainer(DetectionTrainer):
-    """Pass as ``model.train(trainer=DistillationTrainer, distill_model="teacher.pt", feature_loss="cwd", ...)``.
+class DistillationMixin:
+    """What kdloss adds to an ultralytics task trainer (mixed in before it, see :class:`DistillationTrainer`).
 
     kdloss's keys (:class:`DistillConfig`) are taken out of the overrides before ultralytics validates them
     and set back on ``self.args`` so that checkpoints and the DDP launch script carry them. A loaded or
@@ -78,20 +83,51 @@ class DistillationTrainer(DetectionTrainer):
         return super().setup_model()
 
     def get_validator(self):
-        """ultralytics' validator re-validates its args: give it them without kdloss's keys."""
-        args = copy(self.args)
-        for key in DistillConfig.keys():
-            args.__dict__.pop(key, None)
-        return DetectionValidator(self.test_loader, save_dir=self.save_dir, args=args, _callbacks=self.callbacks)
+        """The task's own validator, given the args without kdloss's keys (ultralytics re-validates them)."""
+        saved = {key: self.args.__dict__.pop(key) for key in DistillConfig.keys() if key in self.args.__dict__}
+        try:
+            return super().get_validator()
+        finally:
+            self.args.__dict__.update(saved)
 
     def set_model_attributes(self):
-        """Set names/nc/args on the student, then wrap it with the teacher (once)."""
+        """The task's attributes (names, nc, args; keypoint shape for pose) on the student, then wrap it with the
+        teacher (once)."""
         model = self.model
         student = model.student_model if isinstance(model, KDDistillationModel) else model
-        for m in {id(student): student, id(model): model}.values():
-            m.nc, m.names, m.args = self.data["nc"], self.data["names"], self.args
+        self.model = student
+        try:
+            super().set_model_attributes()
+        finally:
+            self.model = model
+        model.nc, model.names, model.args = self.data["nc"], self.data["names"], self.args
         if not isinstance(model, KDDistillationModel):
             self.model = KDDistillationModel(self.args.distill_model, student, self.distill_config)
+
+
+class DistillationTrainer(DistillationMixin, DetectionTrainer):
+    """Detection: ``model.train(trainer=DistillationTrainer, teacher="teacher.pt", feature_loss="cwd", ...)``."""
+
+
+class SegmentationDistillationTrainer(DistillationMixin, SegmentationTrainer):
+    """Instance segmentation: ultralytics' SegmentationTrainer (mask losses and mask mAP) plus kdloss."""
+
+
+class PoseDistillationTrainer(DistillationMixin, PoseTrainer):
+    """Pose: ultralytics' PoseTrainer (keypoint losses and pose mAP) plus kdloss."""
+
+
+class OBBDistillationTrainer(DistillationMixin, OBBTrainer):
+    """Oriented boxes: ultralytics' OBBTrainer (rotated-box losses and mAP) plus kdloss."""
+
+
+def distillation_trainer(task: str) -> type:
+    """The kdloss trainer for an ultralytics task name (``model.task``)."""
+    trainers = {"detect": DistillationTrainer, "segment": SegmentationDistillationTrainer,
+                "pose": PoseDistillationTrainer, "obb": OBBDistillationTrainer}
+    if task not in trainers:
+        raise ValueError(f"kdloss distills detect, segment, pose and obb models; this student's task is {task!r}")
+    return trainers[task]
 
 
 def _same_classes(weights, data: dict) -> bool:
@@ -100,9 +136,7 @@ def _same_classes(weights, data: dict) -> bool:
 
 def _matches_its_yaml(weights) -> bool:
     """Whether every tensor of ``weights`` has the shape its yaml builds (false for pruned models)."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    reference = DetectionModel(deepcopy(weights.yaml), nc=detect_head(weights).nc, verbose=False).state_dict()
+    reference = type(weights)(deepcopy(weights.yaml), nc=detect_head(weights).nc, verbose=False).state_dict()
     return all(k in reference and reference[k].shape == v.shape for k, v in weights.state_dict().items())
 
 
