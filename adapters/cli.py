@@ -21,7 +21,7 @@ commands:
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
                 methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10 [train=False: table only]
   prune     remove channels of a YOLOv8-style detection model (torch-pruning), save a plain checkpoint
-            kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2 [output=pruned.pt imgsz=640]
+            kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2|taylor [output=pruned.pt imgsz=640]
   help      this text (also: kdloss --help)
 
 distill keys:

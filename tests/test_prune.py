@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize(("ratio", "method"), [(0.5, "lamp"), (0.3, "l1")])
+@pytest.mark.parametrize(("ratio", "method"), [(0.5, "lamp"), (0.3, "l1"), (0.4, "taylor")])
 def test_prune_reaches_the_ratio_and_saves_a_plain_checkpoint(checkpoint, tmp_path, ratio, method):
     out = tmp_path / "pruned.pt"
     data = make_shapes_dataset(tmp_path / "shapes", train=4, val=4, imgsz=64)
@@ -48,7 +48,8 @@ def test_prune_reaches_the_ratio_and_saves_a_plain_checkpoint(checkpoint, tmp_pa
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"ratio": 0}, "ratio=0: give the GFLOPs reduction as a fraction between 0 and 1"),
     ({"ratio": 1.5}, "ratio=1.5: give"),
-    ({"method": "taylor"}, r"method='taylor' is not one of \('lamp', 'l1', 'l2'\)"),
+    ({"method": "obd"}, r"method='obd' is not one of \('lamp', 'l1', 'l2', 'taylor'\)"),
+    ({"method": "taylor"}, "method=taylor scores channels with the detection loss's gradients: give data=..."),
     ({"ratio": 0.99}, "ratio=0.99: only"),
 ])
 def test_prune_errors(checkpoint, tmp_path, kwargs, message):
@@ -69,3 +70,19 @@ def test_prune_cli(checkpoint, tmp_path, capsys):
     assert main(["prune", "ratio=0.5"]) == 2
     assert main(["prune", f"model={checkpoint}", "ratio=0.2", f"output={tmp_path / 'c.pt'}", "imgsz=64"]) == 0
     assert "saved: " in capsys.readouterr().out and (tmp_path / "c.pt").exists()
+
+
+def test_taylor_scores_come_from_the_detection_loss_gradients(tmp_path):
+    from kdloss.adapters.ultralytics.prune import _TaylorGradients
+
+    data = make_shapes_dataset(tmp_path / "shapes", train=4, val=4, imgsz=64)
+    net = DetectionModel("yolov8n.yaml", nc=6, verbose=False).eval()
+    for p in net.parameters():  # as prune() does
+        p.requires_grad_(True)
+    gradients = _TaylorGradients(net, data, 64)
+    gradients.compute()
+    grads = [p.grad for name, p in net.named_parameters() if ".dfl." not in name]  # DFL's fixed bins: no loss path
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert all(m.training is False for m in net.modules())  # BatchNorm statistics untouched
+    gradients.restore()
+    assert net.criterion is None and not hasattr(net, "args")

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-METHODS = ("lamp", "l1", "l2")
+METHODS = ("lamp", "l1", "l2", "taylor")
+TAYLOR_BATCHES = 2  # training batches whose loss gradients score the channels before each taylor step
 STEPS = 100  # pruning steps over the whole range: each removes about 1 % of the prunable channels
 
 
@@ -63,7 +64,10 @@ def prune(model: str | Path, data: str | Path | None = None, ratio: float = 0.5,
         model: an ultralytics detection checkpoint (or a model yaml, pruned at random initialisation).
         data: dataset yaml; when given, mAP50-95 before and after pruning is measured on its val split.
         ratio: target GFLOPs reduction, ``0 < ratio < 1`` (0.5 halves the GFLOPs).
-        method: channel importance: ``lamp`` (LAMP, Lee et al., ICLR 2021), ``l1`` or ``l2`` (magnitude).
+        method: channel importance: ``lamp`` (LAMP, Lee et al., ICLR 2021), ``l1`` or ``l2`` (magnitude), or
+            ``taylor`` (first-order Taylor, Molchanov et al., CVPR 2019: |w · ∂L/∂w| of the detection loss on
+            :data:`TAYLOR_BATCHES` training batches of ``data``, recomputed before every pruning step; needs
+            ``data``).
         output: where to save; default ``<model stem>-pruned.pt`` beside ``model`` (or in the working folder
             for a yaml).
         imgsz: image size for the example input and for validation.
@@ -82,6 +86,8 @@ def prune(model: str | Path, data: str | Path | None = None, ratio: float = 0.5,
         raise ValueError(f"ratio={ratio}: give the GFLOPs reduction as a fraction between 0 and 1 (0.5 halves them)")
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {METHODS}")
+    if method == "taylor" and data is None:
+        raise ValueError("method=taylor scores channels with the detection loss's gradients: give data=...")
     yolo = YOLO(str(model))
     net = yolo.model
     if type(net) is not DetectionModel:
@@ -108,7 +114,8 @@ def prune(model: str | Path, data: str | Path | None = None, ratio: float = 0.5,
     for p in net.parameters():
         p.requires_grad_(True)
     importance = {"lamp": tp.importance.LAMPImportance(p=2), "l1": tp.importance.MagnitudeImportance(p=1),
-                  "l2": tp.importance.MagnitudeImportance(p=2)}[method]
+                  "l2": tp.importance.MagnitudeImportance(p=2), "taylor": tp.importance.TaylorImportance()}[method]
+    gradients = _TaylorGradients(net, data, imgsz) if method == "taylor" else None
     example = torch.zeros(1, 3, imgsz, imgsz)
     pruner = tp.pruner.MetaPruner(net, example, importance=importance, pruning_ratio=0.99, iterative_steps=STEPS,
                                   ignored_layers=ignored)
@@ -117,6 +124,8 @@ def prune(model: str | Path, data: str | Path | None = None, ratio: float = 0.5,
     for _ in range(STEPS):
         if gflops <= target:
             break
+        if gradients is not None:
+            gradients.compute()
         pruner.step()
         gflops = get_flops(net, 640)
     if gflops > target:
@@ -124,12 +133,49 @@ def prune(model: str | Path, data: str | Path | None = None, ratio: float = 0.5,
                          "the Detect head and C2f halves kept; ask for less")
     for p in net.parameters():
         p.requires_grad_(False)
+        p.grad = None
+    if gradients is not None:
+        gradients.restore()
     _save(net, yolo, output)
     after = _val(YOLO(str(output)), data, imgsz, device)
     return PruneReport(source=str(model), output=str(output), method=method, ratio=float(ratio),
                        gflops_before=round(gflops_before, 3), gflops_after=round(gflops, 3),
                        params_before=params_before, params_after=_count(net), map50_95_before=before,
                        map50_95_after=after)
+
+
+class _TaylorGradients:
+    """Fills ``.grad`` of ``net``'s parameters with the detection loss's gradients on the first training batches
+    of ``data`` (no augmentation, BatchNorm in eval mode so its statistics stay as trained)."""
+
+    def __init__(self, net: nn.Module, data: str | Path, imgsz: int, batch: int = 8):
+        from ultralytics.cfg import get_cfg
+        from ultralytics.data import build_dataloader, build_yolo_dataset
+        from ultralytics.data.utils import check_det_dataset
+
+        info = check_det_dataset(str(data))
+        cfg = get_cfg(overrides={"imgsz": imgsz, "batch": batch, "workers": 0})
+        dataset = build_yolo_dataset(cfg, info["train"], batch, info, mode="val", stride=32)
+        self.loader = build_dataloader(dataset, batch, 0, shuffle=False)
+        self.net, self.had_args, self.saved_args = net, hasattr(net, "args"), getattr(net, "args", None)
+        net.args = cfg  # the loss's box/cls/dfl gains
+
+    def compute(self) -> None:
+        self.net.zero_grad(set_to_none=True)
+        self.net.criterion = None  # rebuilt for the current channels
+        for i, batch in enumerate(self.loader):
+            if i == TAYLOR_BATCHES:
+                break
+            batch["img"] = batch["img"].float() / 255
+            loss, _ = self.net.loss(batch)
+            loss.sum().backward()
+
+    def restore(self) -> None:
+        self.net.criterion = None
+        if self.had_args:
+            self.net.args = self.saved_args
+        else:
+            del self.net.args
 
 
 def _count(net: nn.Module) -> int:
