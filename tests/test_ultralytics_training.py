@@ -275,3 +275,17 @@ def test_kdloss_prune_then_distill_keeps_the_pruned_shapes(data, teacher, tmp_pa
     tuned = YOLO(str(tmp_path / "ft" / "weights" / "best.pt")).model
     assert sum(p.numel() for p in tuned.parameters()) == report.params_after
     assert get_flops(tuned, 640) == pytest.approx(report.gflops_after, rel=1e-3)
+
+
+def test_experiment_fine_tunes_a_pruned_student_as_loaded_for_every_method(data, teacher, tmp_path):
+    """`none` (plain fine-tuning) and `builtin` (ultralytics' distill_model) keep the pruned channels too:
+    ultralytics' own trainer would rebuild the full model from the yaml."""
+    from kdloss.adapters.ultralytics.experiment import run_experiment
+
+    pruned_path = tmp_path / "pruned.pt"
+    pruned_params = sum(p.numel() for p in save_pruned_student(pruned_path, nc=6).parameters())
+    settings = {k: v for k, v in COMMON.items() if k not in {"exist_ok", "seed"}}
+    results = run_experiment(data, str(pruned_path), str(teacher), ["none", "builtin", "bckd"], [0],
+                             tmp_path / "exp", **settings)
+    assert [r.method for r in results] == ["none", "builtin", "bckd"]
+    assert all(r.params == pruned_params for r in results), [(r.method, r.params) for r in results]

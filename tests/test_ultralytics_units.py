@@ -391,23 +391,3 @@ def test_shipped_yaml_names_pass_the_path_check():
     with pytest.raises(ValueError, match=r"student=yolov8q9\.yaml: no such file"):
         check_paths(student="yolov8q9.yaml")
 
-
-def test_construction_sets_up_what_ultralytics_does_with_one_probe_forward():
-    """kdloss builds the pair without ultralytics' dummy forward (batch 2) and default projector, probing once
-    (batch 1); everything ultralytics' constructor sets is still there."""
-    import copy
-
-    from ultralytics.nn.distill_model import DistillationModel
-
-    teacher, pupil = student("yolov8s.yaml"), student()
-    reference = DistillationModel(copy.deepcopy(teacher), copy.deepcopy(pupil))
-    batches = []
-    teacher.model[0].register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))
-    model = KDDistillationModel(teacher, pupil, DistillConfig())
-    assert batches == [1]
-    assert set(vars(reference)) == set(vars(model)) - {"config", "crossing", "progress", "distilling"}
-    assert set(reference._modules) == set(model._modules) == {"teacher_model", "student_model", "projector"}
-    assert not any(p.requires_grad for p in model.teacher_model.parameters()) and not model.teacher_model.training
-    for name in ("yaml", "names", "args", "dis"):
-        assert getattr(model, name) == getattr(reference, name), name
-    assert torch.equal(model.stride, reference.stride)

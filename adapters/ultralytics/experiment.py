@@ -25,6 +25,7 @@ from ultralytics.utils.torch_utils import get_flops
 
 from kdloss.adapters.ultralytics.api import check_paths, distill
 from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
+from kdloss.adapters.ultralytics.trainer import AsLoadedTrainer
 
 RESULT_FILE = "kdloss_result.json"
 
@@ -132,10 +133,11 @@ def train_one(method: str, seed: int, student: str, teacher: str | None, data: s
     args = {**train_args, "data": str(data), "seed": seed, "deterministic": True, "project": str(project),
             "name": name, "exist_ok": True}
     losses = parse_method(method)
-    if method == "none":
-        YOLO(student).train(**args)
-    elif method == "builtin":
-        YOLO(student).train(distill_model=str(teacher), **args)
+    if method in ("none", "builtin"):
+        model = YOLO(student)
+        # a loaded (e.g. pruned) detection student is fine-tuned as it is, as kdloss's own methods train it
+        trainer = {"trainer": AsLoadedTrainer} if model.task == "detect" else {}
+        model.train(**trainer, **({"distill_model": str(teacher)} if method == "builtin" else {}), **args)
     else:
         distill(student, teacher, **losses, **args)
     return project / name

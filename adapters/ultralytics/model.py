@@ -17,7 +17,6 @@ from ultralytics.nn.distill_model import DistillationModel
 from ultralytics.nn.modules.head import OBB, OBB26, Detect, Pose, Pose26, Segment, Segment26
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
-from ultralytics.utils.torch_utils import copy_attr
 
 from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
@@ -55,7 +54,7 @@ class KDDistillationModel(DistillationModel):
         crossing = "crosskd" in config.logit_losses()
         if crossing:
             check_crossing(detect_head(student_model), detect_head(teacher_model), config.crosskd_layer)
-        self._set_up_pair(teacher_model, student_model)
+        super().__init__(teacher_model, student_model)
         self.config = config
         self.crossing = crossing
         self.progress = 0.0
@@ -77,27 +76,6 @@ class KDDistillationModel(DistillationModel):
             f"kdloss: distilling student layers {s_layers} from teacher layers {t_layers} with "
             f"feature_loss={config.feature_loss}, logit_loss={config.logit_loss}"
         )
-
-    def _set_up_pair(self, teacher: nn.Module, student: nn.Module) -> None:
-        """What ultralytics' ``DistillationModel.__init__`` sets up (frozen teacher on the student's device, layer
-        indices, feature dicts and hooks, the student's attributes), without its dummy forward at batch 2 and
-        its default projector, which kdloss would throw away: kdloss probes once and builds its own
-        (``benchmarks.cuts`` measures what this saves; a test checks the attributes match ultralytics')."""
-        s_ch, t_ch = student.yaml.get("channels", 3), teacher.yaml.get("channels", 3)
-        if s_ch != t_ch:
-            raise ValueError(f"the teacher takes {t_ch}-channel images and the student {s_ch}-channel ones")
-        nn.Module.__init__(self)
-        self.teacher_model = teacher.to(next(student.parameters()).device)
-        self._freeze_teacher()
-        self.student_model = student
-        self.feats_idx = self.get_distill_layers(student)
-        self.teacher_feats_idx = self.get_distill_layers(teacher)
-        self._teacher_feats: dict[int, torch.Tensor] = {}
-        self._student_feats: dict[int, torch.Tensor] = {}
-        self._teacher_hooks: list = []
-        self._student_hooks: list = []
-        copy_attr(self, student)
-        self.dis = student.args.dis
 
     def _probe_feature_shapes(self) -> tuple[list[torch.Size], list[torch.Size], tuple[list[int], list[int]]]:
         """One dummy forward through both models to read each chosen layer's output shape, and the channels of

@@ -19,7 +19,34 @@ from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
 
 
-class DistillationMixin:
+class AsLoadedMixin:
+    """Trains a student loaded from a checkpoint as it is. ultralytics rebuilds a ``.pt`` model from its yaml and
+    copies the weights that fit, which silently turns a pruned model back into the full one."""
+
+    def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        """A student loaded from a checkpoint is trained as it is (pruned channels included)."""
+        if weights is not None and _same_classes(weights, self.data):
+            model = deepcopy(weights).float()
+            for p in model.parameters():
+                p.requires_grad_(True)
+            if verbose and RANK in {-1, 0}:
+                count = sum(p.numel() for p in model.parameters())
+                LOGGER.info(f"kdloss: training the loaded model as it is ({count:,} parameters)")
+            return self.set_model_names_for_load(model)
+        if weights is not None and not _matches_its_yaml(weights):
+            raise ValueError(f"the student checkpoint predicts {detect_head(weights).nc} classes, the data "
+                             f"{self.data['nc']}, and its layers no longer match its yaml (pruned?): ultralytics "
+                             "would rebuild it from the yaml and lose them. Fine-tune it on data with its classes.")
+        return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+
+class AsLoadedTrainer(AsLoadedMixin, DetectionTrainer):
+    """ultralytics' detection trainer, loaded models trained as they are: plain fine-tuning (and ultralytics'
+    own ``distill_model=`` distillation) of a pruned student, as ``kdloss experiment`` runs ``none`` and
+    ``builtin``. For a model built from yaml it is ultralytics' trainer unchanged."""
+
+
+class DistillationMixin(AsLoadedMixin):
     """What kdloss adds to an ultralytics task trainer (mixed in before it, see :class:`DistillationTrainer`).
 
     kdloss's keys (:class:`DistillConfig`) are taken out of the overrides before ultralytics validates them
@@ -50,22 +77,6 @@ class DistillationMixin:
             setattr(self.args, key, value)
         self.add_callback("on_train_epoch_start", _reset_batch_counter)
         self.add_callback("on_train_batch_start", _update_progress)
-
-    def get_model(self, cfg=None, weights=None, verbose: bool = True):
-        """A student loaded from a checkpoint is trained as it is (pruned channels included)."""
-        if weights is not None and _same_classes(weights, self.data):
-            model = deepcopy(weights).float()
-            for p in model.parameters():
-                p.requires_grad_(True)
-            if verbose and RANK in {-1, 0}:
-                count = sum(p.numel() for p in model.parameters())
-                LOGGER.info(f"kdloss: training the loaded student as it is ({count:,} parameters)")
-            return self.set_model_names_for_load(model)
-        if weights is not None and not _matches_its_yaml(weights):
-            raise ValueError(f"the student checkpoint predicts {detect_head(weights).nc} classes, the data "
-                             f"{self.data['nc']}, and its layers no longer match its yaml (pruned?): ultralytics "
-                             "would rebuild it from the yaml and lose them. Fine-tune it on data with its classes.")
-        return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
 
     def setup_model(self):
         """On resume, rebuild the kdloss model from the checkpoint (student as saved, trained projector)."""
