@@ -36,7 +36,7 @@ import torch
 from benchmarks.run import peak_extra_mb
 
 VARIANTS = ("plain", "floor", "kdloss bckd+cwd", "kdloss cwd", "kdloss bckd", "kdloss mgd", "kdloss pkd",
-            "builtin")
+            "kdloss bckd+ld", "kdloss crosskd", "builtin")
 
 
 def make_batch(batch: int, imgsz: int, device: str, seed: int = 0) -> dict:

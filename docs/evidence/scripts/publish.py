@@ -1,24 +1,45 @@
 """Tables and plots of the evidence runs (read back, nothing trains) into docs/evidence/."""
 import json
+import statistics
 from pathlib import Path
 
 from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, plot_paired, summarize
 
-ORDER = ["none", "bckd+cwd", "builtin", "bckd", "cwd", "cwd:feature_weight=10", "l2", "pkd", "bckd+ld"]
+ORDER = ["none", "bckd+cwd", "builtin", "bckd", "cwd", "cwd:feature_weight=10", "l2", "pkd", "bckd+ld", "crosskd",
+         "mgd", "mimic", "bckd:logit_weight=2", "bckd:logit_weight=0.5", "bckd:stop_epochs=5",
+         "cwd:feature_weight=0.1", "cwd:tau=4", "bckd:schedule_warmup=0.2"]
+TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes"}  # the pruned student's teacher: shapes'
 out = Path("docs/evidence")
-for name in ("shapes", "dense"):
+
+
+def paired(results, a, b):
+    """Mean ± SE over seeds of mAP50-95(a) − mAP50-95(b), and seeds where a won."""
+    by = {(r.method, r.seed): r.map50_95 for r in results}
+    deltas = [by[(a, s)] - by[(b, s)] for m, s in by if m == a and (b, s) in by]
+    if len(deltas) < 2:
+        return None
+    return statistics.fmean(deltas), statistics.stdev(deltas) / len(deltas) ** 0.5, sum(d > 0 for d in deltas)
+
+
+for name in ("shapes", "dense", "pruned"):
     project = Path(f"runs/evidence/{name}-exp")
     results = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
-    results.sort(key=lambda r: (ORDER.index(r.method), r.seed))
-    teacher = RunResult(**json.loads(Path(f"docs/evidence/{name}-teacher.json").read_text()))
+    order = ORDER + sorted({r.method for r in results} - set(ORDER))
+    results.sort(key=lambda r: (order.index(r.method), r.seed))
+    teacher = RunResult(**json.loads(Path(f"docs/evidence/{TEACHERS[name]}-teacher.json").read_text()))
     rows = summarize(results, teacher)
     table = markdown_table(rows)
     (out / f"{name}.md").write_text(table + "\n")
     (out / f"{name}-runs.json").write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
     plot_paired(rows, out / f"{name}-paired.png")
     print(f"## {name}\n{table}\n")
-    for method in ORDER:
+    for method in order:
         values = [r.map50_95 for r in results if r.method == method]
         if values:
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
+    for a, b in (("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
+                 ("crosskd", "bckd")):
+        result = paired(results, a, b)
+        if result:
+            print(f"paired {a} − {b}: {result[0]:+.4f} ± {result[1]:.4f} ({result[2]} seeds won)")

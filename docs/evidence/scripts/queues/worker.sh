@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Queue worker: claims one (project, method, seed) job at a time from jobs.txt (mkdir is the lock) and runs it
+# with a frozen snapshot of kdloss (/work/snap), so code edits in /work/main do not change running sweeps.
+set -u
+export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 PYTHONPATH=/work/snap
+E=/work/main/runs/evidence
+cd /work/snap
+n=0
+while IFS='|' read -r project data teacher student method seed; do
+  n=$((n+1))
+  [ -z "$project" ] && continue
+  mkdir "$E/queue/claim-$n" 2>/dev/null || continue
+  echo "$(date +%T) worker $1 job $n: $project $method seed $seed"
+  /work/main/.venv/bin/kdloss experiment data=$data teacher=$teacher student=$student methods=$method \
+    seeds=[$seed] epochs=30 imgsz=128 batch=32 workers=2 device=cpu amp=False plots=False project=$E/$project \
+    > "$E/queue/job-$n.log" 2>&1
+  echo "$(date +%T) worker $1 job $n rc=$?"
+done < "$E/queue/jobs.txt"
+echo "$(date +%T) worker $1 finished"
