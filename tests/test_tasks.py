@@ -114,3 +114,31 @@ def test_distill_picks_the_task_trainer_from_the_student(tmp_path):
     with open(tmp_path / "s" / "results.csv") as f:
         header = [k.strip() for k in next(csv.reader(f))]
     assert {"train/seg_loss", "metrics/mAP50-95(M)", "train/kdxcl_loss", "train/kdxbx_loss"} <= set(header)
+
+
+def test_rewriting_a_dataset_for_another_task_leaves_nothing_of_the_old_one(tmp_path):
+    make_shapes_dataset(tmp_path, train=3, val=2, imgsz=32, task="segment")
+    (tmp_path / "labels" / "train.cache").write_text("ultralytics' cache of the segment labels")
+    yaml = make_shapes_dataset(tmp_path, train=2, val=2, imgsz=32, task="pose")
+    assert sorted(p.name for p in (tmp_path / "images" / "train").iterdir()) == ["00000.png", "00001.png"]
+    assert not (tmp_path / "labels" / "train.cache").exists()
+    assert all(len(line.split()) == 5 + 3 * KEYPOINTS for p in (tmp_path / "labels" / "train").glob("*.txt")
+               for line in p.read_text().splitlines() if line)
+    assert "kpt_shape" in yaml.read_text()
+    make_shapes_dataset(tmp_path, train=2, val=2, imgsz=32, task="detect")
+    assert "kpt_shape" not in yaml.read_text() and len(list(tmp_path.glob(".complete-*"))) == 1
+
+
+def test_a_loaded_model_is_trained_as_it_is_only_where_it_fits_the_data():
+    from ultralytics.nn.tasks import DetectionModel, PoseModel
+
+    from kdloss.adapters.ultralytics.trainer import as_loaded_trainer, fits_the_data
+
+    pose = PoseModel("yolov8n-pose.yaml", nc=1, data_kpt_shape=(17, 3), verbose=False)
+    assert fits_the_data(pose, {"nc": 1, "channels": 3, "kpt_shape": [17, 3]})
+    assert not fits_the_data(pose, {"nc": 1, "channels": 3, "kpt_shape": [12, 3]})  # ultralytics rebuilds it
+    detect = DetectionModel("yolov8n.yaml", nc=6, verbose=False)
+    assert fits_the_data(detect, {"nc": 6, "channels": 3}) and not fits_the_data(detect, {"nc": 6, "channels": 1})
+    assert not fits_the_data(detect, {"nc": 5, "channels": 3})
+    assert [as_loaded_trainer(t).__name__ for t in ("detect", "segment", "pose", "obb")] == [
+        "AsLoadedTrainer", "AsLoadedSegmentationTrainer", "AsLoadedPoseTrainer", "AsLoadedOBBTrainer"]

@@ -16,6 +16,7 @@ Labels for every ultralytics task (``task``): ``detect`` boxes; ``segment`` each
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -158,6 +159,12 @@ def make_shapes_dataset(root: str | Path, train: int = 256, val: int = 64, test:
     stamp = root / f".complete-{train}-{val}-{test}-{imgsz}-{max_objects}-{seed}{suffix}"
     if stamp.exists() and yaml_path.exists():
         return yaml_path
+    stale = list(root.glob(".complete-*"))  # a dataset of another task, size or seed was written here
+    if stale:  # start afresh: its extra images, labels and ultralytics' label caches must not remain
+        for folder in ("images", "labels"):
+            shutil.rmtree(root / folder, ignore_errors=True)
+        for stamp_path in stale:
+            stamp_path.unlink()
     rng = np.random.default_rng(seed)
     for split, count in splits.items():
         if not count:

@@ -25,7 +25,7 @@ from ultralytics.utils.torch_utils import get_flops
 
 from kdloss.adapters.ultralytics.api import check_paths, distill
 from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
-from kdloss.adapters.ultralytics.trainer import AsLoadedTrainer
+from kdloss.adapters.ultralytics.trainer import as_loaded_trainer
 
 RESULT_FILE = "kdloss_result.json"
 
@@ -135,9 +135,9 @@ def train_one(method: str, seed: int, student: str, teacher: str | None, data: s
     losses = parse_method(method)
     if method in ("none", "builtin"):
         model = YOLO(student)
-        # a loaded (e.g. pruned) detection student is fine-tuned as it is, as kdloss's own methods train it
-        trainer = {"trainer": AsLoadedTrainer} if model.task == "detect" else {}
-        model.train(**trainer, **({"distill_model": str(teacher)} if method == "builtin" else {}), **args)
+        # a loaded (e.g. pruned) student is fine-tuned as it is, as kdloss's own methods train it
+        model.train(trainer=as_loaded_trainer(model.task), **({"distill_model": str(teacher)} if method == "builtin"
+                                                             else {}), **args)
     else:
         distill(student, teacher, **losses, **args)
     return project / name

@@ -25,7 +25,7 @@ class AsLoadedMixin:
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True):
         """A student loaded from a checkpoint is trained as it is (pruned channels included)."""
-        if weights is not None and _same_classes(weights, self.data):
+        if weights is not None and fits_the_data(weights, self.data):
             model = deepcopy(weights).float()
             for p in model.parameters():
                 p.requires_grad_(True)
@@ -44,6 +44,28 @@ class AsLoadedTrainer(AsLoadedMixin, DetectionTrainer):
     """ultralytics' detection trainer, loaded models trained as they are: plain fine-tuning (and ultralytics'
     own ``distill_model=`` distillation) of a pruned student, as ``kdloss experiment`` runs ``none`` and
     ``builtin``. For a model built from yaml it is ultralytics' trainer unchanged."""
+
+
+class AsLoadedSegmentationTrainer(AsLoadedMixin, SegmentationTrainer):
+    """:class:`AsLoadedTrainer` for segment models."""
+
+
+class AsLoadedPoseTrainer(AsLoadedMixin, PoseTrainer):
+    """:class:`AsLoadedTrainer` for pose models."""
+
+
+class AsLoadedOBBTrainer(AsLoadedMixin, OBBTrainer):
+    """:class:`AsLoadedTrainer` for OBB models."""
+
+
+def as_loaded_trainer(task: str) -> type:
+    """ultralytics' trainer for ``task`` that trains a loaded model as it is (``none`` and ``builtin`` in
+    ``kdloss experiment``, so that they start from the student exactly as kdloss's methods do)."""
+    trainers = {"detect": AsLoadedTrainer, "segment": AsLoadedSegmentationTrainer, "pose": AsLoadedPoseTrainer,
+                "obb": AsLoadedOBBTrainer}
+    if task not in trainers:
+        raise ValueError(f"kdloss experiment runs detect, segment, pose and obb models; this one is {task!r}")
+    return trainers[task]
 
 
 class DistillationMixin(AsLoadedMixin):
@@ -141,8 +163,13 @@ def distillation_trainer(task: str) -> type:
     return trainers[task]
 
 
-def _same_classes(weights, data: dict) -> bool:
-    return detect_head(weights).nc == data["nc"]
+def fits_the_data(weights, data: dict) -> bool:
+    """Whether a loaded model can be trained on ``data`` as it is: the same class count, input channels and,
+    for pose heads, keypoint shape (else ultralytics rebuilds it for the data and copies what fits)."""
+    head = detect_head(weights)
+    kpt_shape = getattr(head, "kpt_shape", None)
+    return (head.nc == data["nc"] and weights.yaml.get("channels", 3) == data.get("channels", 3)
+            and (kpt_shape is None or list(kpt_shape) == list(data.get("kpt_shape") or [])))
 
 
 def _matches_its_yaml(weights) -> bool:
