@@ -31,5 +31,26 @@ def test_every_family_pair(teacher, student):
     else:
         for logit_loss in ("bckd", "l2"):
             with pytest.raises(ValueError, match=f"teacher reg_max={REG_MAX[teacher]} differs from the student's "
-                                                 f"{REG_MAX[student]}.*feature losses work across these heads"):
+                                                 f"{REG_MAX[student]}.*feature losses and logit_loss=crosskd work "
+                                                 "across these heads"):
                 KDDistillationModel(t, s, DistillConfig(logit_loss=logit_loss))
+
+
+@pytest.mark.parametrize(("teacher", "student"), [("yolov8", "yolo26"), ("yolo26", "yolov8"), ("yolo11", "yolo26")])
+def test_crosskd_works_across_box_formats_and_class_counts(teacher, student):
+    """CrossKD compares the teacher's head with itself (run on the student's features): reg_max 16 against 1
+    and other class counts work; a logit loss that compares the two heads is still refused."""
+    import torch
+
+    t = DetectionModel(f"{teacher}s.yaml", nc=3, verbose=False)
+    t.args = get_cfg(overrides={"imgsz": 64})
+    s = model(f"{student}n.yaml")  # 6 classes
+    distilled = KDDistillationModel(t, s, DistillConfig(feature_loss="none", logit_loss="crosskd"))
+    distilled.train()
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [4.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.2], [0.4, 0.4, 0.2, 0.3]])}
+    loss, items = distilled.loss(batch)
+    assert torch.isfinite(loss).all() and items["kdxbx_loss"] > 0
+    with pytest.raises(ValueError, match=r"teacher predicts 3 classes but the student 6: logit_loss=bckd needs the "
+                                         r"same classes .* or use logit_loss=crosskd"):
+        KDDistillationModel(t, s, DistillConfig(feature_loss="none", logit_loss="bckd+crosskd"))

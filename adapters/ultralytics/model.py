@@ -160,13 +160,16 @@ class KDDistillationModel(DistillationModel):
                 [self._student_feats[i] for i in range(n)],
                 [self._teacher_feats[i] for i in range(n)],
             )
-        if self.config.logit_loss != "none":
-            outputs = (detection_output(self._student_feats[n], detect_head(self.student_model)),
-                       detection_output(self._teacher_feats[n], detect_head(self.teacher_model)), avg_factor)
-            inputs.update(dict.fromkeys(self.config.logit_losses(), outputs))
+        if self.config.logit_loss == "none":
+            return inputs
+        t_head = detect_head(self.teacher_model)
+        teacher = detection_output(self._teacher_feats[n], t_head)
+        compared = compared_logit_losses(self.config)
+        if compared:
+            student = detection_output(self._student_feats[n], detect_head(self.student_model))
+            inputs.update(dict.fromkeys(compared, (student, teacher, avg_factor)))
         if self.crossing:
-            t_head = detect_head(self.teacher_model)
-            inputs["crosskd"] = (crossing_feats, outputs[1], teacher_head_tail(t_head, self.config.crosskd_layer),
+            inputs["crosskd"] = (crossing_feats, teacher, teacher_head_tail(t_head, self.config.crosskd_layer),
                                  avg_factor)
         return inputs
 
@@ -228,20 +231,29 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
                          f"models of the same task (a {s_task} teacher trained on the same data)")
     if config.logit_loss == "none":
         return
-    if s_head.nc != t_head.nc:
-        raise ValueError(f"teacher predicts {t_head.nc} classes but the student {s_head.nc}: logit_loss="
-                         f"{config.logit_loss} needs the same classes (train the teacher on the same data)")
     if s_head.nl != t_head.nl or not torch.equal(s_head.stride.cpu(), t_head.stride.cpu()):
         raise ValueError(f"teacher Detect levels (strides {t_head.stride.tolist()}) differ from the student's "
                          f"({s_head.stride.tolist()}): logit_loss={config.logit_loss} needs the same anchors")
+    compared = "+".join(compared_logit_losses(config))
+    if not compared:
+        return  # CrossKD compares the teacher's head with itself: any classes, any box format
+    if s_head.nc != t_head.nc:
+        raise ValueError(f"teacher predicts {t_head.nc} classes but the student {s_head.nc}: logit_loss="
+                         f"{compared} needs the same classes (train the teacher on the same data, or use "
+                         "logit_loss=crosskd, which runs the teacher's own head)")
     if "ld" in config.logit_losses() and s_head.reg_max == 1:
         raise ValueError("logit_loss=ld distills box distributions, but these heads predict one value per side "
                          "(reg_max=1, e.g. YOLO26): use bckd or l2")
     if s_head.reg_max != t_head.reg_max:
         raise ValueError(f"teacher reg_max={t_head.reg_max} differs from the student's {s_head.reg_max} (YOLO26 "
-                         f"heads predict one value per box side): logit_loss={config.logit_loss} compares box "
-                         "outputs bin by bin; feature losses work across these heads (logit_loss=none)")
-    check_class_names(getattr(teacher, "names", None), getattr(student, "names", None), config.logit_loss)
+                         f"heads predict one value per box side): logit_loss={compared} compares box "
+                         "outputs bin by bin; feature losses and logit_loss=crosskd work across these heads")
+    check_class_names(getattr(teacher, "names", None), getattr(student, "names", None), compared)
+
+
+def compared_logit_losses(config: DistillConfig) -> list[str]:
+    """The logit losses that compare the student's head outputs with the teacher's (all but CrossKD)."""
+    return [name for name in config.logit_losses() if name != "crosskd"]
 
 
 # The heads kdloss distills and their task. Their detection part (box branch cv2, class branch cv3) is what the
