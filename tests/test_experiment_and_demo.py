@@ -123,7 +123,7 @@ def test_demo_writes_report_plot_and_reuses_teacher(tmp_path, capsys):
     options = {"workdir": str(tmp_path / "demo"), "epochs": 1, "teacher_epochs": 1, "imgsz": 64, "batch": 16,
                "train_images": 16, "val_images": 8, "test_images": 8, "workers": 0}
     table = run_demo(**options)
-    assert "| yolov8n bckd+cwd |" in table and "| yolov8s teacher |" in table
+    assert "| yolov8n bckd |" in table and "| yolov8s teacher |" in table  # the default recipe
     assert "Δ mAP50-95 vs baseline" in (tmp_path / "demo" / "report.md").read_text()
     assert (tmp_path / "demo" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     teacher = tmp_path / "demo" / "teacher" / "weights" / "best.pt"

@@ -76,7 +76,8 @@ def test_task_student_trains_with_its_own_columns_and_a_frozen_teacher(task, suf
 
     student = YOLO(f"yolov8n{suffix}.yaml")
     student.add_callback("on_train_end", on_train_end)
-    student.train(trainer=distillation_trainer(task), data=str(data), teacher=str(teacher), logit_loss=logit_loss,
+    student.train(trainer=distillation_trainer(task), data=str(data), teacher=str(teacher), feature_loss="cwd",
+                  logit_loss=logit_loss,
                   project=str(tmp_path), name="s", **COMMON)
     with open(tmp_path / "s" / "results.csv") as f:
         (row,) = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]

@@ -233,7 +233,7 @@ def test_class_mismatch_is_a_clear_error(data, tmp_path):
 def test_other_detect_head_families(family, data, tmp_path):
     teacher = tmp_path / "teacher.pt"
     torch.save({"model": DetectionModel(f"{family}s.yaml", nc=6, verbose=False), "train_args": {}}, teacher)
-    distill(f"{family}n.yaml", teacher, data, project=str(tmp_path), name="r", **COMMON)
+    distill(f"{family}n.yaml", teacher, data, feature_loss="cwd", project=str(tmp_path), name="r", **COMMON)
     (row,) = results(tmp_path / "r")
     assert all(math.isfinite(float(row[f"train/{c}"])) for c in ("kdcwd_loss", "kdcls_loss", "kdbox_loss"))
 
@@ -257,7 +257,8 @@ def test_cli_end_to_end(data, teacher, tmp_path):
 
 def test_results_png_plots_distillation_columns(data, teacher, tmp_path):
     """ultralytics plots every results.csv column whose name holds 'loss': ours are named *_loss."""
-    distill("yolov8n.yaml", teacher, data, project=str(tmp_path), name="r", **{**COMMON, "plots": True})
+    distill("yolov8n.yaml", teacher, data, feature_loss="cwd", project=str(tmp_path), name="r",
+            **{**COMMON, "plots": True})
     (row,) = results(tmp_path / "r")
     assert {"train/kdcwd_loss", "train/kdcls_loss", "train/kdbox_loss"} <= set(row)
     assert (tmp_path / "r" / "results.png").read_bytes()[:4] == b"\x89PNG"

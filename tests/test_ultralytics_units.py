@@ -119,15 +119,23 @@ def test_build_criterion_picks_losses_weights_and_align():
         build_criterion(DistillConfig(feature_loss="none", logit_loss="none"), [8], [8])
 
 
+def test_default_recipe_is_bckd_alone():
+    """The sweep in README (two datasets, 3 paired seeds) found no gain from CWD on top of BCKD."""
+    config = DistillConfig()
+    assert (config.feature_loss, config.logit_loss, config.logit_weight) == ("none", "bckd", 1.0)
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), config)
+    assert list(model.projector.losses) == ["bckd"] and not list(model.projector.parameters())
+
+
 def test_model_uses_detect_inputs_by_default_and_aligns_channels():
-    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
     assert model.feats_idx == [15, 18, 21, 22] and model.teacher_feats_idx == [15, 18, 21, 22]
     assert model.projector.losses["cwd"].align.channels == [(64, 128), (128, 256), (256, 512)]
     assert not model.teacher_model.training and not any(p.requires_grad for p in model.teacher_model.parameters())
 
 
 def test_model_loss_returns_detection_and_distillation_terms():
-    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
     batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
     model.train()
@@ -199,7 +207,7 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     those) and differs from ultralytics' own loss names of every head (YOLO26: l1_loss)."""
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
-    criterion = build_criterion(DistillConfig(), [8], [8])
+    criterion = build_criterion(DistillConfig(feature_loss="cwd"), [8], [8])
     keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld", "crosskd_cls", "crosskd_box"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
@@ -216,7 +224,7 @@ def test_class_names_in_another_order_are_an_error():
     pupil.names = {0: "dog", 1: "cat", 2: "car", 3: "bus", 4: "man", 5: "cup"}
     with pytest.raises(ValueError, match=r"another order \(0: 'cat' vs 'dog', 1: 'dog' vs 'cat', \.\.\.\)"):
         KDDistillationModel(teacher, pupil, DistillConfig())
-    KDDistillationModel(teacher, pupil, DistillConfig(logit_loss="none"))  # features do not care
+    KDDistillationModel(teacher, pupil, DistillConfig(feature_loss="cwd", logit_loss="none"))  # features do not care
     pupil.names = dict(teacher.names)
     KDDistillationModel(teacher, pupil, DistillConfig())
 
@@ -253,16 +261,17 @@ def test_other_heads_are_refused_clearly():
 def test_error_class_count_mismatch():
     with pytest.raises(ValueError, match="teacher predicts 3 classes but the student 6: logit_loss=bckd"):
         KDDistillationModel(student(nc=3), student(nc=6), DistillConfig())
-    KDDistillationModel(student(nc=3), student(nc=6), DistillConfig(logit_loss="none"))  # features only: fine
+    KDDistillationModel(student(nc=3), student(nc=6), DistillConfig(feature_loss="cwd", logit_loss="none"))  # fine
 
 
 def test_error_level_count_mismatch():
     with pytest.raises(ValueError, match=r"teacher Detect levels \(strides \[4.0, 8.0, 16.0, 32.0\]\) differ"):
         KDDistillationModel(student("yolov8n-p2.yaml"), student(), DistillConfig())
     with pytest.raises(ValueError, match=r"student_layers \[15, 18, 21\] and teacher_layers \[18, 21, 24, 27\]"):
-        KDDistillationModel(student("yolov8n-p2.yaml"), student(), DistillConfig(logit_loss="none"))
+        KDDistillationModel(student("yolov8n-p2.yaml"), student(), DistillConfig(feature_loss="cwd", logit_loss="none"))
     with pytest.raises(ValueError, match="teacher Detect head has 4 levels, the student's 3"):
-        config = DistillConfig(logit_loss="none", student_layers=[15, 18, 21], teacher_layers=[18, 21, 24])
+        config = DistillConfig(feature_loss="cwd", logit_loss="none", student_layers=[15, 18, 21],
+                               teacher_layers=[18, 21, 24])
         KDDistillationModel(student("yolov8n-p2.yaml"), student(), config)
 
 
@@ -296,7 +305,7 @@ def test_progress_follows_epoch_and_batch():
 
 
 def test_stop_epochs_skips_the_teacher_and_zeroes_the_columns():
-    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig())
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
     batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
     model.train()

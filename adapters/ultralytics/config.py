@@ -24,7 +24,7 @@ class DistillConfig:
     The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
     """
 
-    feature_loss: str = field(default="cwd", metadata={"help": "cwd | mgd | mimic | pkd | none"})
+    feature_loss: str = field(default="none", metadata={"help": "cwd | mgd | mimic | pkd | none"})
     logit_loss: str = field(default="bckd",
                             metadata={"help": "bckd | ld | crosskd | l1 | l2 | none, or several: bckd+ld"})
     feature_layers: list[int] | None = field(

@@ -21,7 +21,7 @@ from kdloss.adapters.ultralytics.experiment import evaluation_split, markdown_ta
 
 DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher": "auto", "teacher_epochs": 60, "teacher_batch": 8,
             "imgsz": 128, "batch": 32, "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1,
-            "methods": "none,bckd+cwd", "device": "cpu", "workers": 2}
+            "methods": "none,bckd", "device": "cpu", "workers": 2}
 # The teacher in the repository: yolov8s trained on the default dataset with the default teacher_* settings.
 SHIPPED_TEACHER = Path(__file__).resolve().parents[2] / "assets" / "shapes-yolov8s-teacher.pt"
 _SHIPPED_FOR = ("imgsz", "train_images", "val_images", "test_images", "teacher_epochs", "teacher_batch")
