@@ -400,3 +400,15 @@ def test_shipped_yaml_names_pass_the_path_check():
     with pytest.raises(ValueError, match=r"student=yolov8q9\.yaml: no such file"):
         check_paths(student="yolov8q9.yaml")
 
+
+
+@pytest.mark.parametrize(("feature_loss", "kept"), [("none", 1), ("cwd", 4)])
+def test_teacher_neck_maps_are_freed_before_the_student_runs_when_no_feature_loss_reads_them(feature_loss, kept):
+    model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss=feature_loss))
+    model.train()
+    held = []
+    model.student_model.model[0].register_forward_pre_hook(lambda *_: held.append(len(model._teacher_feats)))
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    loss, items = model.loss(batch)
+    assert held == [kept] and torch.isfinite(loss).all() and items["kdcls_loss"] > 0

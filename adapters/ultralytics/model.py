@@ -138,6 +138,9 @@ class KDDistillationModel(DistillationModel):
         self._student_feats.clear()
         with torch.no_grad():
             self.teacher_model(batch["img"])
+        if self.config.feature_loss == "none":  # only the head's output is read: free the teacher's neck maps now
+            for level in range(len(self.teacher_feats_idx) - 1):
+                self._teacher_feats.pop(level, None)
         with self._crossing(self.student_model) as crossing:
             preds = self.student_model(batch["img"])
         with TargetScoresSum(self.student_model) as normaliser:
