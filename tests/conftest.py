@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 
 # ultralytics reads these at import: no downloads, no pip installs, settings in a throwaway folder.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -56,3 +57,16 @@ def detection_pair(batch=2, sizes=((4, 4), (2, 2)), strides=(8, 16), nc=5, reg_m
         return DetectionOutput(cls=cls, box=box, anchors=anchors.to(dtype), strides=strides_t.to(dtype))
 
     return make(requires_grad), make(False)
+
+
+# Prepended to code run in a subprocess to prove a checkpoint needs no kdloss: importing kdloss fails there.
+BLOCK_KDLOSS = textwrap.dedent("""
+    import sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "kdloss" or name.startswith("kdloss."):
+                raise ImportError("kdloss is not installed here")
+
+    sys.meta_path.insert(0, Block())
+""")

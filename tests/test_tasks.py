@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BLOCK_KDLOSS
 from ultralytics import YOLO
 from ultralytics.nn.tasks import load_checkpoint
 
@@ -47,18 +48,6 @@ def test_trainer_per_task():
     with pytest.raises(ValueError, match="kdloss distills detect, segment, pose and obb models; this student's task "
                                          "is 'classify'"):
         distillation_trainer("classify")
-
-
-BLOCK_KDLOSS = textwrap.dedent("""
-    import sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "kdloss" or name.startswith("kdloss."):
-                raise ImportError("kdloss is not installed here")
-
-    sys.meta_path.insert(0, Block())
-""")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BLOCK_KDLOSS
 from prune_helpers import prune_half
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
@@ -128,18 +129,6 @@ def test_crosskd_trains_teacher_bit_identical_align_convs_optimised_and_saved(da
     trained = seen["saved_align"]
     assert trained.keys() == seen["align_start"].keys()
     assert any(not torch.equal(trained[k].float(), v) for k, v in seen["align_start"].items())
-
-
-BLOCK_KDLOSS = textwrap.dedent("""
-    import sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "kdloss" or name.startswith("kdloss."):
-                raise ImportError("kdloss is not installed here")
-
-    sys.meta_path.insert(0, Block())
-""")
 
 
 def test_saved_weights_load_predict_and_val_without_kdloss(data, teacher, tmp_path):
