@@ -15,7 +15,7 @@ USAGE = """usage: kdloss COMMAND key=value ...
 commands:
   distill   train a student while distilling from a teacher (all ultralytics train keys work)
             kdloss distill student=yolov8n.yaml teacher=teacher.pt data=data.yaml logit_loss=bckd
-  demo      the main job: baseline and distilled student on a built-in dataset, shipped teacher (~8 min on 2 CPUs)
+  demo      the main job: baseline and distilled student on a built-in dataset, shipped teacher (~9 min on 2 CPUs)
             kdloss demo [epochs=30 seeds=1 methods=none,bckd teacher=auto|train|PATH workdir=runs/kdloss-demo]
   experiment  every method × seed with identical settings, then the table (mean ± std, paired Δ ± SE)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\

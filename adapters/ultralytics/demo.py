@@ -1,4 +1,4 @@
-"""``kdloss demo``: the whole story on a built-in dataset, no internet, about 8 minutes on 2 CPU cores.
+"""``kdloss demo``: the whole story on a built-in dataset, no internet, about 9 minutes on 2 CPU cores, set-up included.
 
 1. writes the deterministic shapes dataset (YOLO format, 6 classes, clutter, small objects);
 2. takes the yolov8s teacher shipped in ``assets/`` (:data:`SHIPPED_TEACHER`, trained on exactly this
