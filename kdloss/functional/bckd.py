@@ -84,14 +84,22 @@ def bckd_terms(student_cls: Tensor, teacher_cls: Tensor, student_box: Tensor, te
     dtype = compute_dtype(student_cls)
     s_logits = student_cls.to(dtype)
     p_t = teacher_cls.detach().to(dtype).sigmoid()
-    gap = (p_t - s_logits.sigmoid()).abs()  # differentiated, as in the official novel_kd_loss
-    bce = F.binary_cross_entropy_with_logits(s_logits, p_t, reduction="none")
-    cls_sum = (bce * _gap_power(gap, beta)).sum()
+    cls_sum, gap = soft_label_class_term(s_logits, p_t, beta)
     box_s = decode_dfl_boxes(student_box.to(dtype), anchors, strides)
     with torch.no_grad():
         box_t = decode_dfl_boxes(teacher_box.detach().to(dtype), anchors, strides)
     box_sum = (gap.detach().amax(-1) * (1.0 - generalized_iou(box_s, box_t))).sum()
     return cls_sum, box_sum, p_t.amax(-1).sum()
+
+
+def soft_label_class_term(logits: Tensor, p_t: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """``(Σ BCE_with_logits(logits, p_t) · |p_t − σ(logits)|^beta, |p_t − σ(logits)|)``: the quality-focal
+    soft-label class term that BCKD and CrossKD share, with the gap (the weight's base) differentiated, as in
+    the official ``novel_kd_loss``. ``logits`` and ``p_t`` (the teacher's probabilities, no gradient) are
+    ``(B, A, nc)`` in the compute dtype."""
+    gap = (p_t - logits.sigmoid()).abs()
+    bce = F.binary_cross_entropy_with_logits(logits, p_t, reduction="none")
+    return (bce * _gap_power(gap, beta)).sum(), gap
 
 
 def _gap_power(gap: Tensor, beta: float) -> Tensor:

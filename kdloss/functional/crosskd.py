@@ -12,7 +12,7 @@ from torch import Tensor
 
 from kdloss._checks import check_positive, compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair, decode_dfl_boxes, generalized_iou
-from kdloss.functional.bckd import _gap_power, resolve_avg_factor
+from kdloss.functional.bckd import resolve_avg_factor, soft_label_class_term
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 
@@ -96,8 +96,7 @@ def crosskd_terms(crossed_cls: Tensor, teacher_cls: Tensor, crossed_box: Tensor,
     dtype = compute_dtype(crossed_cls)
     logits = crossed_cls.to(dtype)
     p_t = teacher_cls.detach().to(dtype).sigmoid()
-    bce = F.binary_cross_entropy_with_logits(logits, p_t, reduction="none")
-    cls_sum = (bce * _gap_power((p_t - logits.sigmoid()).abs(), beta)).sum()
+    cls_sum, _ = soft_label_class_term(logits, p_t, beta)
     weights = p_t.amax(-1)  # (B, A)
     box_c, box_t = crossed_box.to(dtype), teacher_box.detach().to(dtype)
     if box_c.shape[-1] > 1:
