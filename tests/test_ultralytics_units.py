@@ -42,6 +42,9 @@ def test_config_parses_cli_strings():
     ({"tau": "hot"}, "tau='hot': expected a number"),
     ({"tau": 0}, "tau must be > 0"),
     ({"lambda_mgd": 1.0}, r"lambda_mgd must be in \[0, 1\)"),
+    ({"one2one": "maybe"}, "one2one='maybe': expected True or False"),
+    ({"one2one": True, "logit_loss": "crosskd"}, "one2one=True distills the one-to-one branch with bckd"),
+    ({"one2one": True, "logit_loss": "none"}, "one2one=True distills the one-to-one branch with bckd"),
 ])
 def test_config_rejects_bad_values(values, message):
     with pytest.raises(ValueError, match=message):
@@ -185,6 +188,62 @@ def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch)
     assert not criterion.__dict__.get("_forward_hooks") and not branch.assigner._forward_hooks  # hook removed
 
 
+def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch):
+    """one2one=True adds BCKD on YOLO26's one-to-one branch: the student's and the teacher's one-to-one outputs
+    (read here straight from the heads), normalised by that branch's own target_scores_sum (read from its cls
+    loss as above), and its gradient reaches the student's one-to-one convs only (ultralytics detaches their
+    inputs), not the one-to-many convs nor the backbone."""
+    assert DistillConfig.from_dict({"one2one": "True"}).one2one and not DistillConfig.from_dict({"one2one": "0"}).one2one
+    model = KDDistillationModel(student("yolo26s.yaml"), student("yolo26n.yaml"), DistillConfig(one2one=True))
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
+    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
+             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    with torch.no_grad():  # ultralytics builds the one-to-one convs as copies of the one-to-many ones: tell them apart
+        for side in (model.student_model, model.teacher_model):
+            head = detect_head(side)
+            for p in [*head.one2one_cv2.parameters(), *head.one2one_cv3.parameters()]:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    model.train()
+    calls = []
+    original = BCKD.parts
+
+    def spy(self, s, t, avg_factor=None):
+        calls.append((s, t, avg_factor, original(self, s, t, avg_factor)))
+        return calls[-1][-1]
+
+    monkeypatch.setattr(BCKD, "parts", spy)
+    _, items = model.loss(batch)
+    assert list(items)[-4:] == ["kdcls_loss", "kdbox_loss", "kdocl_loss", "kdobx_loss"]
+    assert len(calls) == 2
+    s_o2o, t_o2o, avg_o2o, parts = calls[1]
+    with torch.no_grad():
+        student_preds = model.student_model(batch["img"])["one2one"]
+        teacher_preds = model.teacher_model(batch["img"])[1]["one2one"]
+    torch.testing.assert_close(s_o2o.cls, student_preds["scores"].transpose(1, 2))
+    torch.testing.assert_close(t_o2o.cls, teacher_preds["scores"].transpose(1, 2))
+    torch.testing.assert_close(s_o2o.box.flatten(1), student_preds["boxes"].transpose(1, 2).flatten(1))
+    assert not torch.allclose(s_o2o.cls, calls[0][0].cls)  # not the one-to-many branch again
+    branch = model.student_model.criterion.one2one
+    bce_sums = []
+    bce = branch.bce
+    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
+    with torch.no_grad():
+        cls_loss = branch.get_assigned_targets_and_loss(student_preds, batch)[1][1]
+    assert avg_o2o.item() == pytest.approx(branch.hyp.cls * bce_sums[-1] / cls_loss.item(), rel=1e-4)
+    assert avg_o2o.item() != pytest.approx(calls[0][2].item(), rel=1e-3)
+    assert items["kdocl_loss"] == parts["cls"].detach() and items["kdobx_loss"] == parts["box"].detach()
+    model.zero_grad()
+    (parts["cls"] + parts["box"]).backward()
+    head = detect_head(model.student_model)
+    for convs in (head.one2one_cv2, head.one2one_cv3):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in convs.parameters())
+    for module in (head.cv2, head.cv3, model.student_model.model[0]):
+        assert all(p.grad is None for p in module.parameters())
+    with pytest.raises(ValueError, match="the teacher's Detect head has none: leave one2one=False"):
+        KDDistillationModel(student("yolov8s.yaml"), student("yolov8n.yaml"), DistillConfig(one2one=True))
+
+
 def test_several_logit_losses_share_the_head_outputs():
     from kdloss import LD
 
@@ -208,7 +267,8 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(feature_loss="cwd"), [8], [8])
-    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld", "crosskd_cls", "crosskd_box"]
+    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld", "crosskd_cls", "crosskd_box",
+            "o2o_l1", "o2o_l2", "o2o_ld", "o2o_bckd_cls", "o2o_bckd_box"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
     assert all(len(name) <= 10 and "loss" in name for name in names)
@@ -308,6 +368,11 @@ def test_stop_epochs_skips_the_teacher_and_zeroes_the_columns():
     model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
     batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    with torch.no_grad():  # ultralytics builds the one-to-one convs as copies of the one-to-many ones: tell them apart
+        for side in (model.student_model, model.teacher_model):
+            head = detect_head(side)
+            for p in [*head.one2one_cv2.parameters(), *head.one2one_cv3.parameters()]:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
     model.train()
     calls = []
     model.teacher_model.register_forward_hook(lambda *args: calls.append(1))

@@ -43,6 +43,8 @@ class DistillConfig:
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
     stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
     crosskd_layer: int = field(default=1, metadata={"help": "CrossKD: cross after this layer of each head branch"})
+    one2one: bool = field(default=False, metadata={
+        "help": "YOLO26 end-to-end heads: also distill the one-to-one branch (inference's) with the logit loss"})
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -91,6 +93,9 @@ class DistillConfig:
             raise ValueError(f"stop_epochs must be >= 0, got {self.stop_epochs}")
         if not 0 <= self.schedule_warmup < 1:
             raise ValueError(f"schedule_warmup must be in [0, 1), got {self.schedule_warmup}")
+        if self.one2one and not [name for name in parts if name != "crosskd"]:
+            raise ValueError(f"one2one=True distills the one-to-one branch with bckd, ld, l1 or l2, but logit_loss="
+                             f"{self.logit_loss}: add one of them (logit_loss=bckd)")
 
     def logit_losses(self) -> list[str]:
         """``"bckd+ld"`` → ``["bckd", "ld"]``; ``"none"`` → ``[]``."""
@@ -128,6 +133,13 @@ def _parse(key: str, value):
             return int(value)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{key}={value!r}: expected a whole number") from e
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in {"true", "false", "1", "0"}:
+            raise ValueError(f"{key}={value!r}: expected True or False")
+        return text in {"true", "1"}
     if kind == "float":
         try:
             return float(value)

@@ -17,18 +17,21 @@ def detect_head(model: nn.Module) -> Detect:
     raise ValueError(f"{type(model).__name__} has no Detect head: kdloss distills detection models")
 
 
-def detection_output(preds, head: Detect) -> DetectionOutput:
+def detection_output(preds, head: Detect, branch: str = "one2many") -> DetectionOutput:
     """Map a Detect head's output onto ``DetectionOutput``.
 
     Accepts what ultralytics 8.4's ``Detect.forward`` returns outside export mode: in training the dict
     ``boxes`` ``(B, 4·reg_max, A)``, ``scores`` ``(B, nc, A)``, ``feats`` (per-level ``(B, C, H, W)`` maps),
     and in eval mode (the frozen teacher) the tuple ``(decoded, dict)``. End-to-end heads nest the dict as
-    ``one2many``/``one2one``: the one-to-many branch is distilled. Anything else is a ``TypeError``.
+    ``one2many``/``one2one``; ``branch`` picks one (``"one2one"`` is an error for heads without it). Anything
+    else is a ``TypeError``.
     """
     if isinstance(preds, tuple) and len(preds) == 2:
         preds = preds[1]
     if isinstance(preds, dict) and "one2many" in preds:
-        preds = preds["one2many"]
+        preds = preds[branch]
+    elif branch == "one2one":
+        raise ValueError(f"{type(head).__name__} head has no one-to-one branch (only YOLO26's end-to-end heads do)")
     if not isinstance(preds, dict) or not {"boxes", "scores", "feats"} <= preds.keys():
         found = f"dict with keys {sorted(preds)}" if isinstance(preds, dict) else type(preds).__name__
         raise TypeError(f"Detect output {found} is not ultralytics 8.4's dict of boxes, scores and feats (nor an "

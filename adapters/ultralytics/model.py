@@ -143,19 +143,25 @@ class KDDistillationModel(DistillationModel):
                 self._teacher_feats.pop(level, None)
         with self._crossing(self.student_model) as crossing:
             preds = self.student_model(batch["img"])
-        with TargetScoresSum(self.student_model) as normaliser:
+        one2one = self.config.one2one
+        with TargetScoresSum(self.student_model) as normaliser, \
+                TargetScoresSum(self.student_model, "one2one") if one2one else contextlib.nullcontext() as o2o:
             regular, items = self.student_model.loss(batch, preds)
-        inputs = self._criterion_inputs(normaliser.value, crossing.feats if crossing else None)
+        inputs = self._criterion_inputs(normaliser.value, crossing.feats if crossing else None,
+                                        o2o.value if one2one else None)
         total, parts = self.projector(inputs, progress=self.progress)
         items.update({column_name(key): value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
 
-    def _criterion_inputs(self, avg_factor: torch.Tensor | None = None, crossing_feats: list | None = None) -> dict:
+    def _criterion_inputs(self, avg_factor: torch.Tensor | None = None, crossing_feats: list | None = None,
+                          o2o_avg_factor: torch.Tensor | None = None) -> dict:
         """The projector's inputs; logit losses get ``avg_factor``, the normaliser of the student's own
         cls/box losses in this step (BCKD, LD and CrossKD divide by it, L1/L2 ignore it). CrossKD gets the
-        student's head features at the crossing point and the rest of the teacher's head."""
+        student's head features at the crossing point and the rest of the teacher's head. With ``one2one``,
+        the ``o2o_*`` losses compare the one-to-one branches, normalised by that branch's own
+        ``o2o_avg_factor``."""
         n = len(self.feats_idx) - 1
         inputs = {}
         if self.config.feature_loss != "none":
@@ -169,8 +175,13 @@ class KDDistillationModel(DistillationModel):
         teacher = detection_output(self._teacher_feats[n], t_head)
         compared = compared_logit_losses(self.config)
         if compared:
-            student = detection_output(self._student_feats[n], detect_head(self.student_model))
+            s_head = detect_head(self.student_model)
+            student = detection_output(self._student_feats[n], s_head)
             inputs.update(dict.fromkeys(compared, (student, teacher, avg_factor)))
+            if self.config.one2one:  # the student's one-to-one inputs are detached: only its own convs learn
+                pair = (detection_output(self._student_feats[n], s_head, "one2one"),
+                        detection_output(self._teacher_feats[n], t_head, "one2one"), o2o_avg_factor)
+                inputs.update({f"o2o_{name}": pair for name in compared})
         if self.crossing:
             inputs["crosskd"] = (crossing_feats, teacher, teacher_head_tail(t_head, self.config.crosskd_layer),
                                  avg_factor)
@@ -182,7 +193,9 @@ class KDDistillationModel(DistillationModel):
 # columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
 COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
                 "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
-                "bckd_box": "kdbox_loss", "crosskd_cls": "kdxcl_loss", "crosskd_box": "kdxbx_loss"}
+                "bckd_box": "kdbox_loss", "crosskd_cls": "kdxcl_loss", "crosskd_box": "kdxbx_loss",
+                "o2o_l1": "kdol1_loss", "o2o_l2": "kdol2_loss", "o2o_ld": "kdold_loss", "o2o_bckd_cls": "kdocl_loss",
+                "o2o_bckd_box": "kdobx_loss"}
 
 
 def column_name(part_key: str) -> str:
@@ -194,17 +207,17 @@ class TargetScoresSum:
     """Context manager that records ``target_scores.sum().clamp(min=1)``, the normaliser ultralytics' own cls,
     box and DFL losses divide by, while the student's detection loss runs (no second assignment).
 
-    A forward hook on the criterion's ``TaskAlignedAssigner`` (the one-to-many branch of end-to-end heads,
-    the branch kdloss distills) is added on entry and removed on exit, so nothing stays on the student
-    or in its checkpoints. ``value`` is ``None`` for a criterion without such an assigner (BCKD then uses
-    its documented default).
+    A forward hook on the criterion's ``TaskAlignedAssigner`` (of ``branch`` for end-to-end heads: the
+    one-to-many branch, or the one-to-one branch that ``one2one=True`` also distills) is added on entry and
+    removed on exit, so nothing stays on the student or in its checkpoints. ``value`` is ``None`` for a
+    criterion without such an assigner (BCKD then uses its documented default).
     """
 
-    def __init__(self, student: nn.Module):
+    def __init__(self, student: nn.Module, branch: str = "one2many"):
         if getattr(student, "criterion", None) is None:
             student.criterion = student.init_criterion()
         criterion = student.criterion
-        self.assigner = getattr(getattr(criterion, "one2many", criterion), "assigner", None)
+        self.assigner = getattr(getattr(criterion, branch, criterion), "assigner", None)
         self.value: torch.Tensor | None = None
         self._handle = None
 
@@ -234,6 +247,11 @@ def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) ->
                          f"models of the same task (a {s_task} teacher trained on the same data)")
     if config.logit_loss == "none":
         return
+    if config.one2one:
+        for side, head in (("teacher", t_head), ("student", s_head)):
+            if getattr(head, "one2one_cv2", None) is None:
+                raise ValueError(f"one2one=True distills the one-to-one branch of end-to-end heads (YOLO26), but the "
+                                 f"{side}'s {type(head).__name__} head has none: leave one2one=False")
     if s_head.nl != t_head.nl or not torch.equal(s_head.stride.cpu(), t_head.stride.cpu()):
         raise ValueError(f"teacher Detect levels (strides {t_head.stride.tolist()}) differ from the student's "
                          f"({s_head.stride.tolist()}): logit_loss={config.logit_loss} needs the same anchors")
@@ -325,6 +343,10 @@ def build_criterion(
     for name in config.logit_losses():
         losses[name] = CrossKD(*crossing_channels) if name == "crosskd" else logit_loss(name, config)
         weights[name] = config.logit_weight
+    if config.one2one:  # the same logit losses on end-to-end heads' one-to-one branches
+        for name in compared_logit_losses(config):
+            losses[f"o2o_{name}"] = logit_loss(name, config)
+            weights[f"o2o_{name}"] = config.logit_weight
     if not losses:
         raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")
     schedule = Schedule(config.schedule, final_ratio=config.schedule_final_ratio, warmup=config.schedule_warmup)
