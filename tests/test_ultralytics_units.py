@@ -193,7 +193,8 @@ def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch)
     (read here straight from the heads), normalised by that branch's own target_scores_sum (read from its cls
     loss as above), and its gradient reaches the student's one-to-one convs only (ultralytics detaches their
     inputs), not the one-to-many convs nor the backbone."""
-    assert DistillConfig.from_dict({"one2one": "True"}).one2one and not DistillConfig.from_dict({"one2one": "0"}).one2one
+    assert DistillConfig.from_dict({"one2one": "True"}).one2one
+    assert not DistillConfig.from_dict({"one2one": "0"}).one2one
     model = KDDistillationModel(student("yolo26s.yaml"), student("yolo26n.yaml"), DistillConfig(one2one=True))
     g = torch.Generator().manual_seed(0)
     boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
@@ -368,14 +369,9 @@ def test_stop_epochs_skips_the_teacher_and_zeroes_the_columns():
     model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
     batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
-    with torch.no_grad():  # ultralytics builds the one-to-one convs as copies of the one-to-many ones: tell them apart
-        for side in (model.student_model, model.teacher_model):
-            head = detect_head(side)
-            for p in [*head.one2one_cv2.parameters(), *head.one2one_cv3.parameters()]:
-                p.add_(torch.randn(p.shape, generator=g) * 0.05)
     model.train()
     calls = []
-    model.teacher_model.register_forward_hook(lambda *args: calls.append(1))
+    model._training_teacher().register_forward_hook(lambda *args: calls.append(1))  # the (folded) teacher that runs
     loss_on, items_on = model.loss(batch)
     model.distilling = False
     loss_off, items_off = model.loss(batch)
@@ -477,3 +473,67 @@ def test_teacher_neck_maps_are_freed_before_the_student_runs_when_no_feature_los
              "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
     loss, items = model.loss(batch)
     assert held == [kept] and torch.isfinite(loss).all() and items["kdcls_loss"] > 0
+
+
+def test_folded_teacher_runs_training_steps_and_is_never_saved():
+    """fold_teacher=True (the default) runs the teacher's training forward on a Conv+BN-folded copy: the features
+    and head outputs the losses read match the teacher's own (float rounding), the teacher itself is not run
+    and stays bit-identical, and deep copies (the EMA) and pickles (checkpoints) leave the copy out."""
+    import copy
+    import pickle
+
+    from kdloss.adapters.ultralytics.model import fold_conv_bn
+
+    torch.manual_seed(0)
+    teacher = student("yolov8s.yaml")
+    with torch.no_grad():
+        for m in teacher.modules():  # trained-like statistics, so that folding changes the weights
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.uniform_(0.5, 1.5)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    config = DistillConfig(feature_loss="cwd", logit_loss="bckd")
+    model = KDDistillationModel(teacher, student(), config)
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    model.train()
+    runs = []
+    handle = model.teacher_model.model[0].register_forward_hook(lambda *a: runs.append(1))
+    read = {}
+    original = model._criterion_inputs
+
+    def spy(*args):
+        read["inputs"] = original(*args)
+        return read["inputs"]
+
+    model._criterion_inputs = spy
+    loss, items = model.loss(batch)
+    handle.remove()
+    del model._criterion_inputs
+    assert not runs and isinstance(model.__dict__["_folded_teacher"], torch.nn.Module)
+    loss.sum().backward()
+    with torch.no_grad():
+        model.teacher_model(batch["img"])
+        reference = [model._teacher_feats[i] for i in range(4)]
+    for got, want in zip(read["inputs"]["cwd"][1], reference[:3]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        assert not torch.equal(got, want)  # really the folded copy, not the teacher
+    torch.testing.assert_close(read["inputs"]["bckd"][1].cls, detection_output(reference[3], detect_head(teacher)).cls,
+                               rtol=1e-4, atol=1e-4)
+    for key, value in model.teacher_model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in model.teacher_model.parameters())
+    assert not any("folded" in key for key in model.state_dict())
+    clone = copy.deepcopy(model)
+    assert "_folded_teacher" not in clone.__dict__
+    assert "_folded_teacher" not in pickle.loads(pickle.dumps(model)).__dict__
+    model._teacher_feats.clear()
+    _, clone_items = clone.loss(batch)  # the copy builds its own folded teacher, hooked to its own feature dict
+    for key in ("kdcwd_loss", "kdcls_loss", "kdbox_loss"):
+        torch.testing.assert_close(clone_items[key], items[key])
+    unfolded = KDDistillationModel(teacher, copy.deepcopy(model.student_model), DistillConfig(
+        feature_loss="cwd", logit_loss="bckd", fold_teacher=False)).train()
+    _, unfolded_items = unfolded.loss(batch)
+    assert "_folded_teacher" not in unfolded.__dict__
+    for key in ("kdcwd_loss", "kdcls_loss", "kdbox_loss"):
+        torch.testing.assert_close(unfolded_items[key], items[key], rtol=1e-3, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_conv_bn(teacher).modules())

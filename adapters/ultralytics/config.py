@@ -43,6 +43,8 @@ class DistillConfig:
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
     stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
     crosskd_layer: int = field(default=1, metadata={"help": "CrossKD: cross after this layer of each head branch"})
+    fold_teacher: bool = field(default=True, metadata={
+        "help": "run the teacher's training forward on a Conv+BN-folded copy (faster; False: as loaded)"})
     one2one: bool = field(default=False, metadata={
         "help": "YOLO26 end-to-end heads: also distill the one-to-one branch (inference's) with the logit loss"})
 

@@ -9,14 +9,17 @@ restores, and checkpoints that strip to the plain student.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
-from ultralytics.nn.distill_model import DistillationModel
+from ultralytics.nn.distill_model import DistillationModel, FeatureHook
+from ultralytics.nn.modules import Conv, Conv2
 from ultralytics.nn.modules.head import OBB, OBB26, Detect, Pose, Pose26, Segment, Segment26
 from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
+from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
 from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
@@ -36,6 +39,11 @@ class KDDistillationModel(DistillationModel):
     ``distilling`` is switched off by the trainer for the last ``stop_epochs`` epochs (mmyolo's RTMDet
     distillation recipe stops at epoch 280 of 300, ``mmrazor.StopDistillHook``): then the teacher does not
     run and the distillation columns hold zeros.
+
+    With ``config.fold_teacher`` (the default) the teacher's training-time forward runs on a copy with every
+    Conv+BatchNorm folded into one conv (:func:`fold_conv_bn`), built at the first training step on the
+    teacher's device and never pickled (so neither the EMA nor checkpoints carry it); ``teacher_model``
+    itself, which ultralytics strips from checkpoints, stays as loaded, bit for bit.
     """
 
     def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, config: DistillConfig):
@@ -137,7 +145,7 @@ class KDDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         with torch.no_grad():
-            self.teacher_model(batch["img"])
+            self._training_teacher()(batch["img"])
         if self.config.feature_loss == "none":  # only the head's output is read: free the teacher's neck maps now
             for level in range(len(self.teacher_feats_idx) - 1):
                 self._teacher_feats.pop(level, None)
@@ -154,6 +162,27 @@ class KDDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
+
+    def _training_teacher(self) -> nn.Module:
+        """The module that runs the teacher in training steps: ``teacher_model``, or its folded copy (built once
+        per device, with the feature hooks on the same layers writing to the same dict)."""
+        if not getattr(self.config, "fold_teacher", False):  # configs saved before fold_teacher existed: as then
+            return self.teacher_model
+        device = next(self.teacher_model.parameters()).device
+        folded = self.__dict__.get("_folded_teacher")
+        if folded is None or next(folded.parameters()).device != device:
+            self._teacher_feats.clear()
+            folded = fold_conv_bn(self.teacher_model)
+            for level, index in enumerate(self.teacher_feats_idx):
+                folded.model[index].register_forward_hook(FeatureHook(self._teacher_feats, level))
+            self.__dict__["_folded_teacher"] = folded  # a plain attribute: not a submodule, not in state_dict
+        return folded
+
+    def __getstate__(self):
+        """Pickles (checkpoints, the EMA's deepcopy) leave the folded teacher out: it is rebuilt when needed."""
+        state = super().__getstate__()
+        state.pop("_folded_teacher", None)
+        return state
 
     def _criterion_inputs(self, avg_factor: torch.Tensor | None = None, crossing_feats: list | None = None,
                           o2o_avg_factor: torch.Tensor | None = None) -> dict:
@@ -232,6 +261,28 @@ class TargetScoresSum:
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
             self._handle.remove()
+
+
+def fold_conv_bn(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` in which every ultralytics ``Conv`` (and ``DWConv``) has its BatchNorm folded
+    into its conv (ultralytics' ``fuse_conv_and_bn``, what ``model.fuse()`` does to these layers) and runs
+    ``forward_fuse``, without ``model``'s forward hooks. ``model`` itself is untouched. Unlike ``model.fuse()``
+    it keeps both branches of end-to-end heads. Outputs match the unfolded eval-mode model up to float
+    rounding (about 1e-4 on YOLOv8s)."""
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks, module._forward_hooks_with_kwargs,
+                      module._forward_pre_hooks_with_kwargs, module._forward_hooks_always_called):
+            hooks.clear()  # deepcopy copied them: hooks that record features would write to the teacher's dicts
+        if isinstance(module, Conv) and hasattr(module, "bn"):
+            if isinstance(module, Conv2) and hasattr(module, "cv2"):
+                module.fuse_convs()
+            module.conv = fuse_conv_and_bn(module.conv, module.bn)
+            delattr(module, "bn")
+            module.forward = module.forward_fuse
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded
 
 
 def check_pair(teacher: nn.Module, student: nn.Module, config: DistillConfig) -> None:
