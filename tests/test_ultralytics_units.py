@@ -243,6 +243,8 @@ def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch)
         assert all(p.grad is None for p in module.parameters())
     with pytest.raises(ValueError, match="the teacher's Detect head has none: leave one2one=False"):
         KDDistillationModel(student("yolov8s.yaml"), student("yolov8n.yaml"), DistillConfig(one2one=True))
+    with pytest.raises(ValueError, match="the student's Detect head has none: leave one2one=False"):
+        KDDistillationModel(student("yolo26s.yaml"), student("yolov8n.yaml"), DistillConfig(one2one=True))
 
 
 def test_several_logit_losses_share_the_head_outputs():
