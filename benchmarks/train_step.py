@@ -7,8 +7,10 @@ One training iteration = forward, loss, backward and an SGD step, on the same sy
 images, 4 random boxes per image) for every variant, timed in interleaved rounds (median ms):
 
 - ``plain``: the student alone (ultralytics' detection loss);
-- ``floor``: ``plain`` plus the teacher's forward pass under ``no_grad``, which any distillation must pay;
-- ``kdloss <losses>``: :class:`KDDistillationModel` with those losses;
+- ``floor``: ``plain`` plus the teacher's forward pass under ``no_grad``, which any distillation must pay
+  (the teacher as loaded);
+- ``kdloss <losses>``: :class:`KDDistillationModel` with those losses (its default ``fold_teacher=True``:
+  the teacher runs on a Conv+BN-folded copy); ``kdloss bckd unfolded``: ``fold_teacher=False``;
 - ``builtin``: ultralytics 8.4's own ``DistillationModel`` (``distill_model=``, score-weighted L2, ``dis=6``).
 
 Each is reported as a ratio to the plain step, and its overhead over plain as a ratio to the floor's
@@ -35,8 +37,8 @@ import torch
 
 from benchmarks.run import peak_extra_mb
 
-VARIANTS = ("plain", "floor", "kdloss bckd+cwd", "kdloss cwd", "kdloss bckd", "kdloss mgd", "kdloss pkd",
-            "kdloss bckd+ld", "kdloss crosskd", "builtin")
+VARIANTS = ("plain", "floor", "kdloss bckd+cwd", "kdloss cwd", "kdloss bckd", "kdloss bckd unfolded", "kdloss mgd",
+            "kdloss pkd", "kdloss bckd+ld", "kdloss crosskd", "builtin")
 
 
 def make_batch(batch: int, imgsz: int, device: str, seed: int = 0) -> dict:
@@ -71,7 +73,8 @@ def build(variant: str, imgsz: int, device: str):
         losses = variant.split()[1].split("+")
         feature = next((x for x in losses if x in ("cwd", "mgd", "mimic", "pkd")), "none")
         logit = "+".join(x for x in losses if x not in ("cwd", "mgd", "mimic", "pkd")) or "none"
-        model = KDDistillationModel(teacher, student, DistillConfig(feature_loss=feature, logit_loss=logit))
+        model = KDDistillationModel(teacher, student, DistillConfig(feature_loss=feature, logit_loss=logit,
+                                                                    fold_teacher="unfolded" not in variant))
     model.train()
     return model, model.loss, None
 
@@ -192,13 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     times = time_steps(variants, args.imgsz, args.batch, args.device, args.amp, args.rounds, args.per_round)
     plain, floor = times["plain"], times["floor"]
     rows = []
-    print(f"{'variant':<18} {'ms/step':>9} {'peak MB':>9} {'x plain':>8} {'overhead/floor':>15} {'x floor':>8}")
+    print(f"{'variant':<21} {'ms/step':>9} {'peak MB':>9} {'x plain':>8} {'overhead/floor':>15} {'x floor':>8}")
     for v in variants:
         mb = peak_mb(v, args.imgsz, args.batch, args.device, args.amp)
         overhead = (times[v] - plain) / (floor - plain) if floor > plain else float("nan")
         rows.append({"variant": v, "ms": times[v], "peak_mb": mb, "vs_plain": times[v] / plain,
                      "overhead_vs_floor_overhead": overhead, "vs_floor": times[v] / floor})
-        print(f"{v:<18} {times[v]:>9.1f} {mb:>9.1f} {times[v] / plain:>8.2f} {overhead:>15.2f} "
+        print(f"{v:<21} {times[v]:>9.1f} {mb:>9.1f} {times[v] / plain:>8.2f} {overhead:>15.2f} "
               f"{times[v] / floor:>8.2f}", flush=True)
     result = {"device": args.device, "imgsz": args.imgsz, "batch": args.batch, "amp": args.amp,
               "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
