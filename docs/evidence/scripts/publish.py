@@ -5,10 +5,13 @@ from pathlib import Path
 
 from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, plot_paired, summarize
 
-ORDER = ["none", "bckd+cwd", "builtin", "bckd", "cwd", "cwd:feature_weight=10", "l2", "pkd", "bckd+ld", "crosskd",
-         "mgd", "mimic", "bckd:logit_weight=2", "bckd:logit_weight=0.5", "bckd:stop_epochs=5",
-         "cwd:feature_weight=0.1", "cwd:tau=4", "bckd:schedule_warmup=0.2"]
-TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes"}  # the pruned student's teacher: shapes'
+ORDER = ["none", "bckd+cwd", "builtin", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
+         "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2", "pkd",
+         "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6", "mimic",
+         "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5", "bckd:stop_epochs=5",
+         "bckd:schedule_warmup=0.2"]
+# each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes
+TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26"}
 out = Path("docs/evidence")
 
 
@@ -21,8 +24,10 @@ def paired(results, a, b):
     return statistics.fmean(deltas), statistics.stdev(deltas) / len(deltas) ** 0.5, sum(d > 0 for d in deltas)
 
 
-for name in ("shapes", "dense", "pruned"):
+for name in TEACHERS:
     project = Path(f"runs/evidence/{name}-exp")
+    if not project.exists():
+        continue
     results = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
     order = ORDER + sorted({r.method for r in results} - set(ORDER))
     results.sort(key=lambda r: (order.index(r.method), r.seed))
@@ -39,7 +44,7 @@ for name in ("shapes", "dense", "pruned"):
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
     for a, b in (("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
-                 ("crosskd", "bckd")):
+                 ("crosskd", "bckd"), ("bckd", "bckd:fold_teacher=false"), ("bckd:one2one=true", "bckd")):
         result = paired(results, a, b)
         if result:
             print(f"paired {a} − {b}: {result[0]:+.4f} ± {result[1]:.4f} ({result[2]} seeds won)")
