@@ -538,4 +538,6 @@ def test_folded_teacher_runs_training_steps_and_is_never_saved():
     assert "_folded_teacher" not in unfolded.__dict__
     for key in ("kdcwd_loss", "kdcls_loss", "kdbox_loss"):
         torch.testing.assert_close(unfolded_items[key], items[key], rtol=1e-3, atol=1e-5)
+    rng = torch.get_rng_state()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_conv_bn(teacher).modules())
+    assert torch.equal(rng, torch.get_rng_state())  # folding draws no random numbers: training's stream is as before
