@@ -541,3 +541,16 @@ def test_folded_teacher_runs_training_steps_and_is_never_saved():
     rng = torch.get_rng_state()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fold_conv_bn(teacher).modules())
     assert torch.equal(rng, torch.get_rng_state())  # folding draws no random numbers: training's stream is as before
+
+
+@pytest.mark.parametrize(("loss", "default"), [("cwd", 1.0), ("mgd", 1.0), ("mimic", 0.1), ("pkd", 0.1)])
+def test_feature_weight_defaults_per_loss_from_the_sweep(loss, default):
+    """No feature_weight: each feature loss gets the weight the sweep picked (Mimic and PKD hurt at 1, were level
+    at 0.1); a given one, from Python or the CLI, is used as it is."""
+    criterion = build_criterion(DistillConfig(feature_loss=loss, logit_loss="bckd"), [8], [8])
+    assert criterion.weights == {loss: default, "bckd": 1.0}
+    given = DistillConfig.from_dict({"feature_loss": loss, "feature_weight": "2"})
+    assert build_criterion(given, [8], [8]).weights[loss] == 2.0
+    assert DistillConfig.from_dict({"feature_loss": loss, "feature_weight": "none"}).feature_loss_weight() == default
+    with pytest.raises(ValueError, match="feature_weight must be >= 0"):
+        DistillConfig.from_dict({"feature_loss": loss, "feature_weight": -1})

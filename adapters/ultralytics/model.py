@@ -390,7 +390,7 @@ def build_criterion(
         losses["mgd"] = MGD(student_channels, teacher_channels, alpha_mgd=config.alpha_mgd,
                             lambda_mgd=config.lambda_mgd)
     if config.feature_loss != "none":
-        weights[config.feature_loss] = config.feature_weight
+        weights[config.feature_loss] = config.feature_loss_weight()
     for name in config.logit_losses():
         losses[name] = CrossKD(*crossing_channels) if name == "crosskd" else logit_loss(name, config)
         weights[name] = config.logit_weight
