@@ -6,10 +6,10 @@ from pathlib import Path
 from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, plot_paired, summarize
 
 ORDER = ["none", "bckd+cwd", "builtin", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
-         "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2", "pkd:feature_weight=1",
-         "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6", "mimic:feature_weight=1",
-         "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5", "bckd:stop_epochs=5",
-         "bckd:schedule_warmup=0.2"]
+         "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
+         "pkd:feature_weight=1", "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6",
+         "mimic:feature_weight=1", "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5",
+         "bckd:stop_epochs=5", "bckd:schedule_warmup=0.2"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26"}
 out = Path("docs/evidence")
