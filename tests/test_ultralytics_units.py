@@ -51,6 +51,20 @@ def test_config_rejects_bad_values(values, message):
         DistillConfig.from_dict(values)
 
 
+def test_config_pickled_before_a_key_existed_gets_its_default():
+    """The model reads config.fold_teacher / config.one2one directly: a config pickled before those keys
+    existed reads their defaults (the dataclass keeps each default on the class), as a resume would."""
+    import pickle
+
+    class Older(DistillConfig):  # pickles without the keys added later
+        def __reduce__(self):
+            state = {k: v for k, v in self.__dict__.items() if k not in ("fold_teacher", "one2one")}
+            return (DistillConfig.__new__, (DistillConfig,), state)
+
+    config = pickle.loads(pickle.dumps(Older(logit_loss="l2", tau=3.0)))
+    assert (config.logit_loss, config.tau, config.fold_teacher, config.one2one) == ("l2", 3.0, True, False)
+
+
 def test_pop_from_leaves_ultralytics_keys():
     overrides = {"epochs": 3, "feature_loss": "mgd", "tau": 2.0}
     config = DistillConfig.pop_from(overrides)

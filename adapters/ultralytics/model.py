@@ -151,7 +151,7 @@ class KDDistillationModel(DistillationModel):
                 self._teacher_feats.pop(level, None)
         with self._crossing(self.student_model) as crossing:
             preds = self.student_model(batch["img"])
-        one2one = getattr(self.config, "one2one", False)  # configs pickled before one2one existed: off
+        one2one = self.config.one2one
         with TargetScoresSum(self.student_model) as normaliser, \
                 TargetScoresSum(self.student_model, "one2one") if one2one else contextlib.nullcontext() as o2o:
             regular, items = self.student_model.loss(batch, preds)
@@ -166,7 +166,7 @@ class KDDistillationModel(DistillationModel):
     def _training_teacher(self) -> nn.Module:
         """The module that runs the teacher in training steps: ``teacher_model``, or its folded copy (built once
         per device, with the feature hooks on the same layers writing to the same dict)."""
-        if not getattr(self.config, "fold_teacher", False):  # configs saved before fold_teacher existed: as then
+        if not self.config.fold_teacher:
             return self.teacher_model
         device = next(self.teacher_model.parameters()).device
         folded = self.__dict__.get("_folded_teacher")
@@ -207,7 +207,7 @@ class KDDistillationModel(DistillationModel):
             s_head = detect_head(self.student_model)
             student = detection_output(self._student_feats[n], s_head)
             inputs.update(dict.fromkeys(compared, (student, teacher, avg_factor)))
-            if getattr(self.config, "one2one", False):
+            if self.config.one2one:
                 # the student's one-to-one inputs are detached: only its own one-to-one convs learn from this
                 pair = (detection_output(self._student_feats[n], s_head, "one2one"),
                         detection_output(self._teacher_feats[n], t_head, "one2one"), o2o_avg_factor)
