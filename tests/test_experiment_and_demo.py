@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdloss.adapters.ultralytics.experiment import (
     RunResult,
@@ -139,6 +140,10 @@ def test_demo_uses_the_shipped_teacher_only_for_its_own_settings(tmp_path):
     from kdloss.adapters.ultralytics.demo import DEFAULTS, SHIPPED_TEACHER, choose_teacher
 
     assert SHIPPED_TEACHER.is_file()
+    # the shipped checkpoint was trained with the settings the demo would train it with
+    train_args = torch.load(SHIPPED_TEACHER, map_location="cpu", weights_only=False)["train_args"]
+    assert (train_args["epochs"], train_args["batch"], train_args["imgsz"], train_args["seed"]) == (
+        DEFAULTS["teacher_epochs"], DEFAULTS["teacher_batch"], DEFAULTS["imgsz"], 0)
     assert choose_teacher(dict(DEFAULTS), tmp_path) == SHIPPED_TEACHER
     assert choose_teacher({**DEFAULTS, "imgsz": 96}, tmp_path) is None  # other data: train a teacher
     assert choose_teacher({**DEFAULTS, "teacher_epochs": 5}, tmp_path) is None

@@ -2,7 +2,7 @@
 
 1. writes the deterministic shapes dataset (YOLO format, 6 classes, clutter, small objects);
 2. takes the yolov8s teacher shipped in ``assets/`` (:data:`SHIPPED_TEACHER`, trained on exactly this
-   dataset by ``kdloss demo teacher=train``: 60 epochs, batch 8, seed 0), or trains one;
+   dataset by ``kdloss demo teacher=train``: 200 epochs, batch 8, seed 0), or trains one;
 3. trains a yolov8n baseline and a yolov8n distilled with the default recipe, same settings and seed;
 4. prints the table, writes ``report.md`` and ``comparison.png`` next to the runs.
 """
@@ -19,7 +19,7 @@ from ultralytics.utils import LOGGER
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
 from kdloss.adapters.ultralytics.experiment import evaluation_split, markdown_table, parse_seeds, run_and_summarize
 
-DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher": "auto", "teacher_epochs": 60, "teacher_batch": 8,
+DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher": "auto", "teacher_epochs": 200, "teacher_batch": 8,
             "imgsz": 128, "batch": 32, "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1,
             "methods": "none,bckd", "device": "cpu", "workers": 2}
 # The teacher in the repository: yolov8s trained on the default dataset with the default teacher_* settings.

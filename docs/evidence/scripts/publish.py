@@ -10,8 +10,10 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd", "bckd:fold_teacher=false", "bckd
          "pkd:feature_weight=1", "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6",
          "mimic:feature_weight=1", "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5",
          "bckd:stop_epochs=5", "bckd:schedule_warmup=0.2"]
-# each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes
-TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26"}
+# each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
+# the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py)
+TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
+            "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200"}
 out = Path("docs/evidence")
 
 
