@@ -12,10 +12,10 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd", "bckd:fold_teacher=false", "bckd
          "bckd:stop_epochs=5", "bckd:schedule_warmup=0.2"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
-# shapes-t200-e60 trains its students 60 epochs instead of 30
+# the *-e60 ones train their students 60 epochs instead of 30
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
-            "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
-            "shapes-t200-e60": "shapes-t200"}
+            "shapes-t200": "shapes-t200", "dense-t200": "dense-t200",
+            "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200"}
 out = Path("docs/evidence")
 
 
