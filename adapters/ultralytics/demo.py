@@ -50,11 +50,10 @@ def run_demo(**options) -> str:
 
     teacher = choose_teacher(o, workdir)
     if teacher is None:
-        teacher = workdir / "teacher" / "weights" / "best.pt"
         _say(f"2/4 training the yolov8s teacher for {o['teacher_epochs']} epochs, batch {o['teacher_batch']}")
-        YOLO("yolov8s.yaml").train(data=str(data), epochs=int(o["teacher_epochs"]), project=str(workdir),
-                                   name="teacher", exist_ok=True, seed=0,
-                                   **{**common, "batch": int(o["teacher_batch"])})
+        teacher = train_teacher(data, workdir, "teacher", epochs=int(o["teacher_epochs"]),
+                                batch=int(o["teacher_batch"]), imgsz=int(o["imgsz"]), device=o["device"],
+                                workers=int(o["workers"]))
 
     methods = str(o["methods"]).split(",")
     seeds = parse_seeds(o["seeds"])
@@ -80,6 +79,19 @@ def run_demo(**options) -> str:
         {"teacher": asdict(teacher_result), "runs": [asdict(r) for r in results]}, indent=1))
     print("\n" + table + f"\n\nreport: {workdir / 'report.md'}\nplot:   {workdir / 'comparison.png'}")
     return table
+
+
+def train_teacher(data: str | Path, project: str | Path, name: str, *, epochs: int = DEFAULTS["teacher_epochs"],
+                  batch: int = DEFAULTS["teacher_batch"], imgsz: int = DEFAULTS["imgsz"], device: str = "cpu",
+                  workers: int = DEFAULTS["workers"]) -> Path:
+    """Train a yolov8s teacher from yaml as the shipped one was (seed 0, no AMP, no plots) into
+    ``project/name``; returns its ``best.pt``. ``kdloss demo teacher=train`` and the evidence's teachers
+    (``docs/evidence/scripts/teacher.py``) both train through here."""
+    project = Path(project).resolve()  # ultralytics puts a relative project under runs/detect/
+    YOLO("yolov8s.yaml").train(data=str(data), epochs=epochs, batch=batch, imgsz=imgsz, device=device,
+                               workers=workers, project=str(project), name=name, exist_ok=True, seed=0,
+                               plots=False, amp=False, verbose=False)
+    return project / name / "weights" / "best.pt"
 
 
 def choose_teacher(o: dict, workdir: Path) -> Path | None:
