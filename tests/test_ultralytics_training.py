@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 COMMON = {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "plots": False, "amp": False, "device": "cpu",
           "exist_ok": True, "verbose": False, "seed": 0}
 EXPECTED_COLUMNS = {"cwd": ["kdcwd_loss"], "mgd": ["kdmgd_loss"], "mimic": ["kdmim_loss"], "pkd": ["kdpkd_loss"],
+                    "sl2": ["kdsl2_loss"],
                     "none": [], "bckd": ["kdcls_loss", "kdbox_loss"], "l1": ["kdl1_loss"], "l2": ["kdl2_loss"],
                     "bckd+ld": ["kdcls_loss", "kdbox_loss", "kdld_loss"]}
 
@@ -47,7 +48,7 @@ def results(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("logit_loss", ["bckd", "l1", "l2", "none", "bckd+ld"])
-@pytest.mark.parametrize("feature_loss", ["cwd", "mgd", "mimic", "pkd", "none"])
+@pytest.mark.parametrize("feature_loss", ["cwd", "mgd", "mimic", "pkd", "sl2", "none"])
 def test_every_combination_trains_and_logs_its_columns(feature_loss, logit_loss, data, teacher, tmp_path):
     if feature_loss == logit_loss == "none":
         with pytest.raises(ValueError, match="nothing to distill"):

@@ -30,7 +30,7 @@ def test_config_parses_cli_strings():
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'pkd', 'none'\)"),
+    ({"feature_loss": "kd"}, r"feature_loss='kd' is not one of \('cwd', 'mgd', 'mimic', 'pkd', 'sl2', 'none'\)"),
     ({"logit_loss": "kl"}, "logit_loss='kl' is not one of"),
     ({"logit_loss": "bckd+bckd"}, "logit_loss='bckd\\+bckd' is not one of"),
     ({"logit_loss": "none+ld"}, "logit_loss='none\\+ld' is not one of"),
@@ -259,6 +259,50 @@ def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch)
         KDDistillationModel(student("yolov8s.yaml"), student("yolov8n.yaml"), DistillConfig(one2one=True))
     with pytest.raises(ValueError, match="the student's Detect head has none: leave one2one=False"):
         KDDistillationModel(student("yolo26s.yaml"), student("yolov8n.yaml"), DistillConfig(one2one=True))
+
+
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
+def test_sl2_is_ultralytics_own_feature_term_values_and_gradients(yaml):
+    """feature_loss=sl2 against ultralytics' own DistillationModel (ultralytics/nn/distill_model.py, run here as
+    the reference) on copies of the same teacher and student, with its projectors copied into ours: the same
+    distillation value (ultralytics' dis_loss, weight dis=6) and the same gradients for the student and the
+    projectors. YOLO26's end-to-end heads weight by both branches' scores, as ultralytics does."""
+    import copy
+
+    from ultralytics.nn.distill_model import DistillationModel
+
+    torch.manual_seed(0)
+    teacher, pupil = student(yaml.replace("n.", "s.")), student(yaml)
+    if hasattr(detect_head(teacher), "one2one_cv3"):  # built as a copy of the one-to-many branch: make them differ
+        with torch.no_grad():
+            for p in detect_head(teacher).one2one_cv3.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+    ours = KDDistillationModel(copy.deepcopy(teacher), copy.deepcopy(pupil),
+                               DistillConfig(feature_loss="sl2", logit_loss="none", fold_teacher=False))
+    theirs = DistillationModel(copy.deepcopy(teacher), copy.deepcopy(pupil))
+    projectors = ours.projector.losses["sl2"].projectors
+    assert len(projectors) == 3
+    projectors.load_state_dict(theirs.projector.state_dict())  # the same layers, so the same keys
+    g = torch.Generator().manual_seed(1)
+    batch = {"img": torch.rand(2, 3, 64, 64, generator=g), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    ours.train(), theirs.train()
+    loss, items = ours.loss(batch)
+    ref_loss, ref_items = theirs.loss(batch)
+    assert ref_items["dis_loss"].item() > 0
+    assert items["kdsl2_loss"].item() == pytest.approx(ref_items["dis_loss"].item(), rel=1e-5)
+    assert loss[-1].item() == pytest.approx(ref_loss[-1].item(), rel=1e-5)
+    loss[-1].backward()
+    ref_loss[-1].backward()
+    pairs = [*zip(ours.student_model.parameters(), theirs.student_model.parameters()),
+             *zip(projectors.parameters(), theirs.projector.parameters())]
+    reached = [(p.grad, q.grad) for p, q in pairs if q.grad is not None]
+    assert len(reached) > 20 and all((p.grad is None) == (q.grad is None) for p, q in pairs)
+    for grad, ref in reached:
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-7)
+    assert all(p.grad is None for p in ours.teacher_model.parameters())
+    with pytest.raises(ValueError, match=r"feature_loss=sl2 \(ultralytics' own term\) distills the maps that feed"):
+        KDDistillationModel(teacher, pupil, DistillConfig(feature_loss="sl2", feature_layers=[4, 6, 9]))
 
 
 def test_several_logit_losses_share_the_head_outputs():
@@ -557,7 +601,8 @@ def test_folded_teacher_runs_training_steps_and_is_never_saved():
     assert torch.equal(rng, torch.get_rng_state())  # folding draws no random numbers: training's stream is as before
 
 
-@pytest.mark.parametrize(("loss", "default"), [("cwd", 1.0), ("mgd", 1.0), ("mimic", 0.1), ("pkd", 0.1)])
+@pytest.mark.parametrize(("loss", "default"), [("cwd", 1.0), ("mgd", 1.0), ("mimic", 0.1), ("pkd", 0.1),
+                                               ("sl2", 6.0)])
 def test_feature_weight_defaults_per_loss_from_the_sweep(loss, default):
     """No feature_weight: each feature loss gets the weight the sweep picked (Mimic and PKD hurt at 1, were level
     at 0.1); a given one, from Python or the CLI, is used as it is."""

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 from kdloss.schedules import SCHEDULE_KINDS
 
-FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "none")
+FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "sl2", "none")
 # feature_weight when none is given, from the sweep on the shapes data (README "Paired comparison and sweep"):
 # Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1; CWD and MGD were
 # level at 1 (and at 0.1 / alpha 2e-6), so they keep their papers' scale.
-DEFAULT_FEATURE_WEIGHTS = {"cwd": 1.0, "mgd": 1.0, "mimic": 0.1, "pkd": 0.1}
+# sl2 is ultralytics' own feature term (adapters/ultralytics/sl2.py) at ultralytics' own weight, its `dis`.
+DEFAULT_FEATURE_WEIGHTS = {"cwd": 1.0, "mgd": 1.0, "mimic": 0.1, "pkd": 0.1, "sl2": 6.0}
 LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
 
 
@@ -28,7 +29,8 @@ class DistillConfig:
     The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
     """
 
-    feature_loss: str = field(default="none", metadata={"help": "cwd | mgd | mimic | pkd | none"})
+    feature_loss: str = field(default="none",
+                              metadata={"help": "cwd | mgd | mimic | pkd | sl2 (ultralytics' own) | none"})
     logit_loss: str = field(default="bckd",
                             metadata={"help": "bckd | ld | crosskd | l1 | l2 | none, or several: bckd+ld"})
     feature_layers: list[int] | None = field(
@@ -36,7 +38,8 @@ class DistillConfig:
     student_layers: list[int] | None = field(default=None, metadata={"help": "or: student layer indices"})
     teacher_layers: list[int] | None = field(default=None, metadata={"help": "   with teacher layer indices"})
     feature_weight: float | None = field(
-        default=None, metadata={"help": "weight of the feature loss (default: cwd 1, mgd 1, mimic 0.1, pkd 0.1)"})
+        default=None,
+        metadata={"help": "weight of the feature loss (default: cwd 1, mgd 1, mimic 0.1, pkd 0.1, sl2 6)"})
     logit_weight: float = field(default=1.0, metadata={"help": "weight of the logit loss"})
     schedule: str = field(default="constant", metadata={"help": "constant | linear | cosine weight schedule"})
     schedule_final_ratio: float = field(default=0.1, metadata={"help": "linear/cosine: weight ratio at the end"})

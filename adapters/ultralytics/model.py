@@ -25,6 +25,7 @@ from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, D
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.crosskd import CrossingPoints, check_crossing, teacher_head_tail
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
+from kdloss.adapters.ultralytics.sl2 import ScoreWeightedL2, teacher_location_scores
 
 
 class KDDistillationModel(DistillationModel):
@@ -55,6 +56,11 @@ class KDDistillationModel(DistillationModel):
         t_layers = resolve_layers("teacher", teacher_model, teacher_layers)
         if len(s_layers) != len(t_layers):
             raise ValueError(f"student_layers {s_layers} and teacher_layers {t_layers} differ in length")
+        heads_inputs = list(detect_head(student_model).f), list(detect_head(teacher_model).f)
+        if config.feature_loss == "sl2" and (s_layers, t_layers) != heads_inputs:
+            raise ValueError(f"feature_loss=sl2 (ultralytics' own term) distills the maps that feed the Detect head, "
+                             f"layers {heads_inputs[0]} (student) and {heads_inputs[1]} (teacher); got "
+                             f"{s_layers} and {t_layers}: leave feature_layers unset")
         s_levels, t_levels = detect_head(student_model).nl, detect_head(teacher_model).nl
         if s_levels != t_levels:
             raise ValueError(f"teacher Detect head has {t_levels} levels, the student's {s_levels}: ultralytics' "
@@ -193,14 +199,21 @@ class KDDistillationModel(DistillationModel):
         ``o2o_avg_factor``."""
         n = len(self.feats_idx) - 1
         inputs = {}
+        t_head = detect_head(self.teacher_model)
         if self.config.feature_loss != "none":
             inputs[self.config.feature_loss] = (
                 [self._student_feats[i] for i in range(n)],
                 [self._teacher_feats[i] for i in range(n)],
             )
+        if self.config.feature_loss == "sl2":  # weighted by the teacher's scores, both branches' as ultralytics'
+            t_maps, t_out = inputs["sl2"][1], self._teacher_feats[n]
+            raw = t_out[1] if isinstance(t_out, tuple) else t_out
+            branches = ("one2many", "one2one") if isinstance(raw, dict) and "one2one" in raw else ("one2many",)
+            scores = teacher_location_scores([detection_output(t_out, t_head, branch)
+                                              for branch in branches], [m.shape[2] * m.shape[3] for m in t_maps])
+            inputs["sl2"] = (*inputs["sl2"], scores)
         if self.config.logit_loss == "none":
             return inputs
-        t_head = detect_head(self.teacher_model)
         teacher = detection_output(self._teacher_feats[n], t_head)
         compared = compared_logit_losses(self.config)
         if compared:
@@ -222,7 +235,7 @@ class KDDistillationModel(DistillationModel):
 # each name in an 11-character field (so at most 10 characters keep a space between names) and plots
 # columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
 COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
-                "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
+                "sl2": "kdsl2_loss", "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
                 "bckd_box": "kdbox_loss", "crosskd_cls": "kdxcl_loss", "crosskd_box": "kdxbx_loss",
                 "o2o_l1": "kdol1_loss", "o2o_l2": "kdol2_loss", "o2o_ld": "kdold_loss", "o2o_bckd_cls": "kdocl_loss",
                 "o2o_bckd_box": "kdobx_loss"}
@@ -387,6 +400,8 @@ def build_criterion(
         losses["mimic"] = Mimic(student_channels=student_channels, teacher_channels=teacher_channels)
     elif config.feature_loss == "pkd":
         losses["pkd"] = PKD(student_channels=student_channels, teacher_channels=teacher_channels)
+    elif config.feature_loss == "sl2":
+        losses["sl2"] = ScoreWeightedL2(student_channels, teacher_channels)
     elif config.feature_loss == "mgd":
         losses["mgd"] = MGD(student_channels, teacher_channels, alpha_mgd=config.alpha_mgd,
                             lambda_mgd=config.lambda_mgd)
