@@ -5,7 +5,7 @@ from pathlib import Path
 
 from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, plot_paired, summarize
 
-ORDER = ["none", "bckd+cwd", "builtin", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
+ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
          "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
          "pkd:feature_weight=1", "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6",
          "mimic:feature_weight=1", "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5",
@@ -47,7 +47,8 @@ for name in TEACHERS:
         if values:
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
-    for a, b in (("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
+    for a, b in (("bckd+sl2", "builtin"), ("bckd+sl2", "bckd"),
+                 ("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
                  ("crosskd", "bckd"), ("bckd", "bckd:fold_teacher=false"), ("bckd:one2one=true", "bckd")):
         result = paired(results, a, b)
         if result:
