@@ -328,7 +328,7 @@ def test_column_names_fit_ultralytics_fields_and_plot():
     from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(feature_loss="cwd"), [8], [8])
-    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "l1", "l2", "ld", "crosskd_cls", "crosskd_box",
+    keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "sl2", "l1", "l2", "ld", "crosskd_cls", "crosskd_box",
             "o2o_l1", "o2o_l2", "o2o_ld", "o2o_bckd_cls", "o2o_bckd_box"]
     names = [column_name(key) for key in keys]
     assert set(names) >= set(COLUMN_NAMES.values())
