@@ -48,7 +48,8 @@ for name in TEACHERS:
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
     for a, b in (("bckd+sl2", "builtin"), ("bckd+sl2", "bckd"), ("bckd:logit_weight=2", "builtin"),
-                 ("bckd:logit_weight=2", "bckd"),
+                 ("bckd:logit_weight=2", "bckd"), ("bckd:logit_weight=0.5", "builtin"),
+                 ("bckd:logit_weight=0.5", "bckd"),
                  ("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
                  ("crosskd", "bckd"), ("bckd", "bckd:fold_teacher=false"), ("bckd:one2one=true", "bckd")):
         result = paired(results, a, b)
