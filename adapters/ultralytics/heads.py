@@ -17,6 +17,18 @@ def detect_head(model: nn.Module) -> Detect:
     raise ValueError(f"{type(model).__name__} has no Detect head: kdloss distills detection models")
 
 
+def output_branches(preds) -> tuple[str, ...]:
+    """The branches a Detect output carries: ``("one2many", "one2one")`` for end-to-end heads (YOLO26),
+    ``("one2many",)`` otherwise; ``preds`` as :func:`detection_output` takes it."""
+    preds = _training_outputs(preds)
+    return ("one2many", "one2one") if isinstance(preds, dict) and "one2many" in preds else ("one2many",)
+
+
+def _training_outputs(preds):
+    """The training-mode outputs inside an eval-mode ``(decoded, dict)`` tuple; anything else as it is."""
+    return preds[1] if isinstance(preds, tuple) and len(preds) == 2 else preds
+
+
 def detection_output(preds, head: Detect, branch: str = "one2many") -> DetectionOutput:
     """Map a Detect head's output onto ``DetectionOutput``.
 
@@ -26,8 +38,7 @@ def detection_output(preds, head: Detect, branch: str = "one2many") -> Detection
     ``one2many``/``one2one``; ``branch`` picks one (``"one2one"`` is an error for heads without it). Anything
     else is a ``TypeError``.
     """
-    if isinstance(preds, tuple) and len(preds) == 2:
-        preds = preds[1]
+    preds = _training_outputs(preds)
     if isinstance(preds, dict) and "one2many" in preds:
         preds = preds[branch]
     elif branch == "one2one":

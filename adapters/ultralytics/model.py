@@ -24,7 +24,7 @@ from ultralytics.utils.torch_utils import fuse_conv_and_bn
 from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, DistillLoss, Mimic, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.crosskd import CrossingPoints, check_crossing, teacher_head_tail
-from kdloss.adapters.ultralytics.heads import detect_head, detection_output
+from kdloss.adapters.ultralytics.heads import detect_head, detection_output, output_branches
 from kdloss.adapters.ultralytics.sl2 import ScoreWeightedL2, teacher_location_scores
 
 
@@ -207,10 +207,9 @@ class KDDistillationModel(DistillationModel):
             )
         if self.config.feature_loss == "sl2":  # weighted by the teacher's scores, both branches' as ultralytics'
             t_maps, t_out = inputs["sl2"][1], self._teacher_feats[n]
-            raw = t_out[1] if isinstance(t_out, tuple) else t_out
-            branches = ("one2many", "one2one") if isinstance(raw, dict) and "one2one" in raw else ("one2many",)
             scores = teacher_location_scores([detection_output(t_out, t_head, branch)
-                                              for branch in branches], [m.shape[2] * m.shape[3] for m in t_maps])
+                                              for branch in output_branches(t_out)],
+                                             [m.shape[2] * m.shape[3] for m in t_maps])
             inputs["sl2"] = (*inputs["sl2"], scores)
         if self.config.logit_loss == "none":
             return inputs

@@ -18,9 +18,6 @@ from torch import Tensor, nn
 from kdloss.detection import DetectionOutput
 from kdloss.nn.base import DistillLoss
 
-# ultralytics' default `dis`, the weight of its distillation term: feature_loss=sl2's default feature_weight.
-ULTRALYTICS_DIS = 6.0
-
 
 class ScoreWeightedL2(DistillLoss):
     """``loss(student_feats, teacher_feats, teacher_scores)``, summed over levels ``l``:
