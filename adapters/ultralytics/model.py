@@ -408,11 +408,11 @@ def build_criterion(
         weights[config.feature_loss] = config.feature_loss_weight()
     for name in config.logit_losses():
         losses[name] = CrossKD(*crossing_channels) if name == "crosskd" else logit_loss(name, config)
-        weights[name] = config.logit_weight
+        weights[name] = config.logit_loss_weight(name)
     if config.one2one:  # the same logit losses on end-to-end heads' one-to-one branches
         for name in compared_logit_losses(config):
             losses[f"o2o_{name}"] = logit_loss(name, config)
-            weights[f"o2o_{name}"] = config.logit_weight
+            weights[f"o2o_{name}"] = config.logit_loss_weight(name)
     if not losses:
         raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")
     schedule = Schedule(config.schedule, final_ratio=config.schedule_final_ratio, warmup=config.schedule_warmup)

@@ -9,7 +9,7 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
          "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
          "pkd:feature_weight=1", "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6",
          "mimic:feature_weight=1", "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5",
-         "bckd:stop_epochs=5", "bckd:schedule_warmup=0.2"]
+         "bckd+sl2:logit_weight=0.5", "bckd:stop_epochs=5", "bckd:schedule_warmup=0.2"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
 # the *-e60 ones train their students 60 epochs instead of 30
@@ -19,10 +19,15 @@ TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": 
 out = Path("docs/evidence")
 
 
+def paired_deltas(results, a, b):
+    """mAP50-95(a) − mAP50-95(b) for each seed both methods ran."""
+    by = {(r.method, r.seed): r.map50_95 for r in results}
+    return [by[(a, s)] - by[(b, s)] for m, s in by if m == a and (b, s) in by]
+
+
 def paired(results, a, b):
     """Mean ± SE over seeds of mAP50-95(a) − mAP50-95(b), and seeds where a won."""
-    by = {(r.method, r.seed): r.map50_95 for r in results}
-    deltas = [by[(a, s)] - by[(b, s)] for m, s in by if m == a and (b, s) in by]
+    deltas = paired_deltas(results, a, b)
     if len(deltas) < 2:
         return None
     return statistics.fmean(deltas), statistics.stdev(deltas) / len(deltas) ** 0.5, sum(d > 0 for d in deltas)
@@ -47,7 +52,8 @@ for name in TEACHERS:
         if values:
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
-    for a, b in (("bckd+sl2", "builtin"), ("bckd+sl2", "bckd"), ("bckd:logit_weight=2", "builtin"),
+    for a, b in (("bckd+sl2:logit_weight=0.5", "builtin"), ("bckd+sl2:logit_weight=0.5", "bckd:logit_weight=0.5"),
+                 ("cwd", "builtin"), ("bckd+sl2", "builtin"), ("bckd+sl2", "bckd"), ("bckd:logit_weight=2", "builtin"),
                  ("bckd:logit_weight=2", "bckd"), ("bckd:logit_weight=0.5", "builtin"),
                  ("bckd:logit_weight=0.5", "bckd"),
                  ("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
@@ -55,3 +61,17 @@ for name in TEACHERS:
         result = paired(results, a, b)
         if result:
             print(f"paired {a} − {b}: {result[0]:+.4f} ± {result[1]:.4f} ({result[2]} seeds won)")
+
+# BCKD's weight, 0.5 against 1, pooled over the experiments with the 200-epoch teachers (both datasets; each seed
+# of each experiment a pair), by the students' schedule and over both: README "Choosing BCKD's weight"
+for label, names in (("30-epoch students", ("shapes-t200", "dense-t200")),
+                     ("60-epoch students", ("shapes-t200-e60", "dense-t200-e60")),
+                     ("both schedules", ("shapes-t200", "dense-t200", "shapes-t200-e60", "dense-t200-e60"))):
+    pooled = []
+    for name in names:
+        project = Path(f"runs/evidence/{name}-exp")
+        runs = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
+        pooled += paired_deltas(runs, "bckd:logit_weight=0.5", "bckd")
+    if len(pooled) >= 2:
+        print(f"pooled bckd:logit_weight=0.5 − bckd, 200-epoch teachers, {label}: {statistics.fmean(pooled):+.4f} ± "
+              f"{statistics.stdev(pooled) / len(pooled) ** 0.5:.4f} ({sum(d > 0 for d in pooled)}/{len(pooled)} won)")
