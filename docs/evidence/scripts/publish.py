@@ -26,19 +26,20 @@ def paired_deltas(results, a, b):
     return [by[(a, s)] - by[(b, s)] for m, s in by if m == a and (b, s) in by]
 
 
-def paired(results, a, b):
-    """Mean ± SE over seeds of mAP50-95(a) − mAP50-95(b), and seeds where a won."""
-    deltas = paired_deltas(results, a, b)
+def mean_se_wins(deltas):
+    """Mean ± SE of paired differences and how many are > 0; None for fewer than two."""
     if len(deltas) < 2:
         return None
     return statistics.fmean(deltas), statistics.stdev(deltas) / len(deltas) ** 0.5, sum(d > 0 for d in deltas)
 
 
+runs_by_experiment = {}  # name → its runs, read once, for the tables and the pooled comparison below
 for name in TEACHERS:
     project = Path(f"runs/evidence/{name}-exp")
     if not project.exists():
         continue
     results = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
+    runs_by_experiment[name] = results
     order = ORDER + sorted({r.method for r in results} - set(ORDER))
     results.sort(key=lambda r: (order.index(r.method), r.seed))
     teacher = RunResult(**json.loads(Path(f"docs/evidence/{TEACHERS[name]}-teacher.json").read_text()))
@@ -60,7 +61,7 @@ for name in TEACHERS:
                  ("bckd:logit_weight=0.5", "bckd"),
                  ("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
                  ("crosskd", "bckd"), ("bckd", "bckd:fold_teacher=false"), ("bckd:one2one=true", "bckd")):
-        result = paired(results, a, b)
+        result = mean_se_wins(paired_deltas(results, a, b))
         if result:
             print(f"paired {a} − {b}: {result[0]:+.4f} ± {result[1]:.4f} ({result[2]} seeds won)")
 
@@ -69,11 +70,9 @@ for name in TEACHERS:
 for label, names in (("30-epoch students", ("shapes-t200", "dense-t200")),
                      ("60-epoch students", ("shapes-t200-e60", "dense-t200-e60")),
                      ("both schedules", ("shapes-t200", "dense-t200", "shapes-t200-e60", "dense-t200-e60"))):
-    pooled = []
-    for name in names:
-        project = Path(f"runs/evidence/{name}-exp")
-        runs = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
-        pooled += paired_deltas(runs, "bckd:logit_weight=0.5", "bckd")
-    if len(pooled) >= 2:
-        print(f"pooled bckd:logit_weight=0.5 − bckd, 200-epoch teachers, {label}: {statistics.fmean(pooled):+.4f} ± "
-              f"{statistics.stdev(pooled) / len(pooled) ** 0.5:.4f} ({sum(d > 0 for d in pooled)}/{len(pooled)} won)")
+    pooled = [d for name in names
+              for d in paired_deltas(runs_by_experiment.get(name, []), "bckd:logit_weight=0.5", "bckd")]
+    result = mean_se_wins(pooled)
+    if result:
+        print(f"pooled bckd:logit_weight=0.5 − bckd, 200-epoch teachers, {label}: {result[0]:+.4f} ± "
+              f"{result[1]:.4f} ({result[2]}/{len(pooled)} won)")
