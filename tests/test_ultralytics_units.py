@@ -216,6 +216,40 @@ def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch)
     assert not criterion.__dict__.get("_forward_hooks") and not branch.assigner._forward_hooks  # hook removed
 
 
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
+def test_avg_factor_positives_divides_by_the_count_of_positive_anchors(yaml):
+    """avg_factor=positives: BCKD divides by the assigner's positive anchors (the official BCKD code's
+    num_total_pos), counted here independently from the fg_mask that ultralytics' loss returns. The same step
+    with the default (target_scores_sum, read from cls_loss as above) gives terms in the ratio of the two."""
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
+    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
+             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    teacher, pupil = student(yaml.replace("n.", "s.")), student(yaml)
+    items = {}
+    for kind in ("target_scores", "positives"):
+        model = KDDistillationModel(teacher, pupil, DistillConfig(avg_factor=kind))
+        model.train()
+        items[kind] = model.loss(batch)[1]
+    branch = getattr(pupil.criterion, "one2many", pupil.criterion)
+    bce_sums = []
+    bce = branch.bce
+    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
+    with torch.no_grad():
+        preds = pupil(batch["img"])
+        raw = preds["one2many"] if "one2many" in preds else preds
+        (fg_mask, *_), (_, cls_loss, *_), *_ = branch.get_assigned_targets_and_loss(raw, batch)
+    positives = fg_mask.sum().item()
+    target_scores_sum = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
+    assert positives > 2 * target_scores_sum > 2  # an untrained student: few target scores, many positives
+    for column in ("kdcls_loss", "kdbox_loss"):
+        assert items["positives"][column].item() * positives == pytest.approx(
+            items["target_scores"][column].item() * target_scores_sum, rel=1e-4)
+    assert DistillConfig.from_dict({"avg_factor": "positives"}).avg_factor == "positives"
+    with pytest.raises(ValueError, match="avg_factor='count' is not one of"):
+        DistillConfig.from_dict({"avg_factor": "count"})
+
+
 def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch):
     """one2one=True adds BCKD on YOLO26's one-to-one branch: the student's and the teacher's one-to-one outputs
     (read here straight from the heads), normalised by that branch's own target_scores_sum (read from its cls

@@ -24,6 +24,10 @@ LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
 # students trained 60 epochs (+0.012 ± 0.007 mAP50-95 over 12 paired seeds, both datasets) and level at 30;
 # pooled +0.009 ± 0.005 over 19 (README "Choosing BCKD's weight"). The other logit losses keep their papers' 1.
 DEFAULT_LOGIT_WEIGHTS = {"bckd": 0.5}
+# What BCKD, LD and CrossKD divide by in ultralytics training (their avg_factor), read from the student's
+# assigner in the same step: ultralytics' own target_scores_sum (what its cls/box/DFL losses divide by), or the
+# count of positive anchors (what the official BCKD code divides by, num_total_pos).
+AVG_FACTORS = ("target_scores", "positives")
 
 
 @dataclass
@@ -54,6 +58,8 @@ class DistillConfig:
     alpha_mgd: float = field(default=2e-5, metadata={"help": "MGD loss scale"})
     lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
+    avg_factor: str = field(default="target_scores", metadata={
+        "help": "bckd/ld/crosskd divide by: target_scores (ultralytics' sum) | positives (official BCKD's count)"})
     stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
     crosskd_layer: int = field(default=1, metadata={"help": "CrossKD: cross after this layer of each head branch"})
     fold_teacher: bool = field(default=True, metadata={
@@ -88,6 +94,8 @@ class DistillConfig:
                 any(part not in LOGIT_LOSSES for part in parts):
             raise ValueError(f"logit_loss={self.logit_loss!r} is not one of {LOGIT_LOSSES} or several of them "
                              "joined by '+' (bckd+ld)")
+        if self.avg_factor not in AVG_FACTORS:
+            raise ValueError(f"avg_factor={self.avg_factor!r} is not one of {AVG_FACTORS}")
         if self.schedule not in SCHEDULE_KINDS:
             raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULE_KINDS}")
         if self.feature_layers is not None and (self.student_layers is not None or self.teacher_layers is not None):

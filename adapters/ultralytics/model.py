@@ -158,8 +158,9 @@ class KDDistillationModel(DistillationModel):
         with self._crossing(self.student_model) as crossing:
             preds = self.student_model(batch["img"])
         one2one = self.config.one2one
-        with TargetScoresSum(self.student_model) as normaliser, \
-                TargetScoresSum(self.student_model, "one2one") if one2one else contextlib.nullcontext() as o2o:
+        kind = self.config.avg_factor
+        with AssignerNormaliser(self.student_model, kind=kind) as normaliser, \
+                AssignerNormaliser(self.student_model, "one2one", kind) if one2one else contextlib.nullcontext() as o2o:
             regular, items = self.student_model.loss(batch, preds)
         inputs = self._criterion_inputs(normaliser.value, crossing.feats if crossing else None,
                                         o2o.value if one2one else None)
@@ -192,8 +193,8 @@ class KDDistillationModel(DistillationModel):
 
     def _criterion_inputs(self, avg_factor: torch.Tensor | None = None, crossing_feats: list | None = None,
                           o2o_avg_factor: torch.Tensor | None = None) -> dict:
-        """The projector's inputs; logit losses get ``avg_factor``, the normaliser of the student's own
-        cls/box losses in this step (BCKD, LD and CrossKD divide by it, L1/L2 ignore it). CrossKD gets the
+        """The projector's inputs; logit losses get ``avg_factor``, read from the student's assigner in this
+        step (:class:`AssignerNormaliser`; BCKD, LD and CrossKD divide by it, L1/L2 ignore it). CrossKD gets the
         student's head features at the crossing point and the rest of the teacher's head. With ``one2one``,
         the ``o2o_*`` losses compare the one-to-one branches, normalised by that branch's own
         ``o2o_avg_factor``."""
@@ -245,9 +246,14 @@ def column_name(part_key: str) -> str:
     return COLUMN_NAMES.get(part_key, f"kd{part_key}_loss")
 
 
-class TargetScoresSum:
-    """Context manager that records ``target_scores.sum().clamp(min=1)``, the normaliser ultralytics' own cls,
-    box and DFL losses divide by, while the student's detection loss runs (no second assignment).
+class AssignerNormaliser:
+    """Context manager that records, while the student's detection loss runs (no second assignment), what the
+    logit losses divide by (``kind``, ``DistillConfig.avg_factor``): ``"target_scores"``,
+    ``target_scores.sum().clamp(min=1)``, the normaliser of ultralytics' own cls, box and DFL losses; or
+    ``"positives"``, the number of positive anchors ``fg_mask.sum().clamp(min=1)``, the official BCKD code's
+    ``num_total_pos``. The two differ most early in training: an untrained student's boxes overlap the objects
+    little, so its target scores are small (on the shapes data about 90x fewer than its positives at
+    initialisation, 2x for a trained model).
 
     A forward hook on the criterion's ``TaskAlignedAssigner`` (of ``branch`` for end-to-end heads: the
     one-to-many branch, or the one-to-one branch that ``one2one=True`` also distills) is added on entry and
@@ -255,18 +261,21 @@ class TargetScoresSum:
     criterion without such an assigner (BCKD then uses its documented default).
     """
 
-    def __init__(self, student: nn.Module, branch: str = "one2many"):
+    def __init__(self, student: nn.Module, branch: str = "one2many", kind: str = "target_scores"):
         if getattr(student, "criterion", None) is None:
             student.criterion = student.init_criterion()
         criterion = student.criterion
         self.assigner = getattr(getattr(criterion, branch, criterion), "assigner", None)
+        self.kind = kind
         self.value: torch.Tensor | None = None
         self._handle = None
 
     def _record(self, _module, _inputs, outputs) -> None:
-        self.value = outputs[2].detach().sum().clamp(min=1)  # (labels, bboxes, scores, fg_mask, gt_idx)
+        _labels, _bboxes, scores, fg_mask = outputs[:4]
+        counted = scores if self.kind == "target_scores" else fg_mask.to(scores.dtype)
+        self.value = counted.detach().sum().clamp(min=1)
 
-    def __enter__(self) -> TargetScoresSum:
+    def __enter__(self) -> AssignerNormaliser:
         if isinstance(self.assigner, nn.Module):
             self._handle = self.assigner.register_forward_hook(self._record)
         return self
