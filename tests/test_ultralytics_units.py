@@ -243,11 +243,14 @@ def test_avg_factor_positives_divides_by_the_count_of_positive_anchors(yaml):
     target_scores_sum = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
     assert positives > 2 * target_scores_sum > 2  # an untrained student: few target scores, many positives
     for column in ("kdcls_loss", "kdbox_loss"):
+        assert items["positives"][column].item() > 0
         assert items["positives"][column].item() * positives == pytest.approx(
             items["target_scores"][column].item() * target_scores_sum, rel=1e-4)
     assert DistillConfig.from_dict({"avg_factor": "positives"}).avg_factor == "positives"
     with pytest.raises(ValueError, match="avg_factor='count' is not one of"):
         DistillConfig.from_dict({"avg_factor": "count"})
+    with pytest.raises(ValueError, match="avg_factor='count' is not one of"):  # built directly, not via from_dict
+        KDDistillationModel(teacher, pupil, DistillConfig(avg_factor="count"))
 
 
 def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch):

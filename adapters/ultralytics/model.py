@@ -50,6 +50,7 @@ class KDDistillationModel(DistillationModel):
     def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, config: DistillConfig):
         if isinstance(teacher_model, (str, Path)):
             teacher_model = load_checkpoint(teacher_model)[0]
+        config.validate()  # a DistillConfig built directly has not been checked (from_dict checks)
         check_pair(teacher_model, student_model, config)
         student_layers, teacher_layers = config.layers()
         s_layers = resolve_layers("student", student_model, student_layers)
@@ -272,7 +273,7 @@ class AssignerNormaliser:
 
     def _record(self, _module, _inputs, outputs) -> None:
         _labels, _bboxes, scores, fg_mask = outputs[:4]
-        counted = scores if self.kind == "target_scores" else fg_mask.to(scores.dtype)
+        counted = scores if self.kind == "target_scores" else fg_mask.float()
         self.value = counted.detach().sum().clamp(min=1)
 
     def __enter__(self) -> AssignerNormaliser:

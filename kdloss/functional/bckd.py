@@ -52,9 +52,10 @@ def bckd_parts(
             ``anchors (A, 2)`` and ``strides (A,)``.
         avg_factor: the normaliser. The official code divides both terms by the assigner's number of
             positive anchors; in ultralytics training pass the detection loss's ``target_scores_sum`` (the
-            kdloss adapter does). ``None``, for callers without an assigner, uses the teacher's soft
-            foreground count ``max(1, Σ_{b,a} max_c p_t)``; every anchor adds its ``max_c p_t``, so
-            background anchors add their (small) teacher scores and the count grows with the image size.
+            kdloss adapter does by default; ``avg_factor=positives`` there passes the positive count).
+            ``None``, for callers without an assigner, uses the teacher's soft foreground count
+            ``max(1, Σ_{b,a} max_c p_t)``; every anchor adds its ``max_c p_t``, so background anchors add
+            their (small) teacher scores and the count grows with the image size.
         impl: ``"eager"`` (:func:`bckd_terms`), ``"fused"`` (:mod:`kdloss.ops.bckd`: class term as one
             autograd Function, box term as one with a hand-written gradient), ``"compile"`` or ``"auto"``
             (fused).

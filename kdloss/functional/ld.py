@@ -29,7 +29,8 @@ def ld(student: DetectionOutput, teacher: DetectionOutput, *, temperature: float
     confidence instead (its box distributions are worth copying where it sees an object, and background
     anchors, whose distributions carry no meaning, fade out), the same weight family as BCKD's box term, and
     divides by the same normaliser as BCKD (``avg_factor``; ``None``: ``max(1, Σ_{b,a} max_c p_t)``; the
-    ultralytics adapter passes ``target_scores_sum``). The teacher and the weights carry no gradient.
+    ultralytics adapter passes ``target_scores_sum``, or the positive count with ``avg_factor=positives``).
+    The teacher and the weights carry no gradient.
 
     Args:
         student, teacher: :class:`kdloss.DetectionOutput`; ``box`` ``(B, A, 4, reg_max)`` DFL logits with
