@@ -180,15 +180,36 @@ def test_model_loss_returns_detection_and_distillation_terms():
     assert list(eval_items) == list(items) and eval_items["kdcwd_loss"] == 0 and loss[-1] == 0
 
 
+def large_objects_batch(g: torch.Generator) -> dict:
+    """A training batch of 4 random 64-px images with 12 large objects each (6 classes), drawn from ``g``:
+    enough object area that the target scores sum to more than ultralytics' clamp of 1."""
+    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
+    return {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
+            "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+
+
+def assigned_by_cls_loss(branch, preds, batch) -> tuple[torch.Tensor, float]:
+    """``(fg_mask, target_scores_sum)`` of one ultralytics detection-loss ``branch`` on ``preds``: the positives
+    as its loss returns them, and the sum read independently of the assigner's scores, from
+    cls_loss = hyp.cls · Σ BCE / target_scores_sum (its BCE spied on for this call, then restored)."""
+    bce_sums = []
+    bce = branch.bce
+    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
+    try:
+        with torch.no_grad():
+            (fg_mask, *_), (_, cls_loss, *_), *_ = branch.get_assigned_targets_and_loss(preds, batch)
+    finally:
+        branch.bce = bce
+    return fg_mask, branch.hyp.cls * bce_sums[-1] / cls_loss.item()
+
+
 @pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolo26n.yaml"])
 def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch):
     """BCKD divides by the normaliser of ultralytics' own cls loss in the same step (target_scores_sum),
     read here independently from cls_loss = hyp.cls · Σ BCE / target_scores_sum."""
     model = KDDistillationModel(student(yaml.replace("n.", "s.")), student(yaml), DistillConfig(feature_loss="none"))
     g = torch.Generator().manual_seed(0)  # many large objects: the target scores sum to more than the clamp 1
-    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
-    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
-             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    batch = large_objects_batch(g)
     model.train()
     seen = {}
     original = BCKD.parts
@@ -202,14 +223,9 @@ def test_bckd_is_normalised_by_the_students_target_scores_sum(yaml, monkeypatch)
     _, items = model.loss(batch)
     criterion = model.student_model.criterion
     branch = getattr(criterion, "one2many", criterion)
-    bce_sums = []
-    bce = branch.bce
-    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
     with torch.no_grad():
         preds = model.student_model(batch["img"])
-        raw = preds["one2many"] if "one2many" in preds else preds
-        cls_loss = branch.get_assigned_targets_and_loss(raw, batch)[1][1]
-    expected = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
+    _, expected = assigned_by_cls_loss(branch, preds["one2many"] if "one2many" in preds else preds, batch)
     assert seen["avg_factor"].item() == pytest.approx(expected, rel=1e-4)
     assert seen["avg_factor"].item() > 1.0
     assert items["kdcls_loss"].item() != pytest.approx(seen["default"]["cls"].item(), rel=1e-3)  # not the default
@@ -222,9 +238,7 @@ def test_avg_factor_positives_divides_by_the_count_of_positive_anchors(yaml):
     num_total_pos), counted here independently from the fg_mask that ultralytics' loss returns. The same step
     with the default (target_scores_sum, read from cls_loss as above) gives terms in the ratio of the two."""
     g = torch.Generator().manual_seed(0)
-    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
-    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
-             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    batch = large_objects_batch(g)
     teacher, pupil = student(yaml.replace("n.", "s.")), student(yaml)
     items = {}
     for kind in ("target_scores", "positives"):
@@ -232,15 +246,11 @@ def test_avg_factor_positives_divides_by_the_count_of_positive_anchors(yaml):
         model.train()
         items[kind] = model.loss(batch)[1]
     branch = getattr(pupil.criterion, "one2many", pupil.criterion)
-    bce_sums = []
-    bce = branch.bce
-    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
     with torch.no_grad():
         preds = pupil(batch["img"])
-        raw = preds["one2many"] if "one2many" in preds else preds
-        (fg_mask, *_), (_, cls_loss, *_), *_ = branch.get_assigned_targets_and_loss(raw, batch)
+    fg_mask, target_scores_sum = assigned_by_cls_loss(branch, preds["one2many"] if "one2many" in preds else preds,
+                                                      batch)
     positives = fg_mask.sum().item()
-    target_scores_sum = branch.hyp.cls * bce_sums[-1] / cls_loss.item()
     assert positives > 2 * target_scores_sum > 2  # an untrained student: few target scores, many positives
     for column in ("kdcls_loss", "kdbox_loss"):
         assert items["positives"][column].item() > 0
@@ -262,9 +272,7 @@ def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch)
     assert not DistillConfig.from_dict({"one2one": "0"}).one2one
     model = KDDistillationModel(student("yolo26s.yaml"), student("yolo26n.yaml"), DistillConfig(one2one=True))
     g = torch.Generator().manual_seed(0)
-    boxes = torch.cat((torch.rand(48, 2, generator=g) * 0.4 + 0.3, torch.rand(48, 2, generator=g) * 0.3 + 0.4), 1)
-    batch = {"img": torch.rand(4, 3, 64, 64, generator=g), "batch_idx": torch.arange(4.0).repeat_interleave(12),
-             "cls": torch.randint(0, 6, (48, 1), generator=g).float(), "bboxes": boxes}
+    batch = large_objects_batch(g)
     with torch.no_grad():  # ultralytics builds the one-to-one convs as copies of the one-to-many ones: tell them apart
         for side in (model.student_model, model.teacher_model):
             head = detect_head(side)
@@ -291,12 +299,7 @@ def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch)
     torch.testing.assert_close(s_o2o.box.flatten(1), student_preds["boxes"].transpose(1, 2).flatten(1))
     assert not torch.allclose(s_o2o.cls, calls[0][0].cls)  # not the one-to-many branch again
     branch = model.student_model.criterion.one2one
-    bce_sums = []
-    bce = branch.bce
-    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
-    with torch.no_grad():
-        cls_loss = branch.get_assigned_targets_and_loss(student_preds, batch)[1][1]
-    assert avg_o2o.item() == pytest.approx(branch.hyp.cls * bce_sums[-1] / cls_loss.item(), rel=1e-4)
+    assert avg_o2o.item() == pytest.approx(assigned_by_cls_loss(branch, student_preds, batch)[1], rel=1e-4)
     assert avg_o2o.item() != pytest.approx(calls[0][2].item(), rel=1e-3)
     # the columns are the weighted terms: the one-to-one branch weighs as BCKD's default, 0.5
     assert items["kdocl_loss"] == 0.5 * parts["cls"].detach() and items["kdobx_loss"] == 0.5 * parts["box"].detach()
