@@ -260,7 +260,11 @@ def test_avg_factor_positives_divides_by_the_count_of_positive_anchors(yaml):
     with pytest.raises(ValueError, match="avg_factor='count' is not one of"):
         DistillConfig.from_dict({"avg_factor": "count"})
     with pytest.raises(ValueError, match="avg_factor='count' is not one of"):  # built directly, not via from_dict
-        KDDistillationModel(teacher, pupil, DistillConfig(avg_factor="count"))
+        DistillConfig(avg_factor="count")
+    changed = DistillConfig()
+    changed.avg_factor = "count"  # changed after it was built: the model checks again
+    with pytest.raises(ValueError, match="avg_factor='count' is not one of"):
+        KDDistillationModel(teacher, pupil, changed)
 
 
 def test_one2one_distills_the_one_to_one_branch_of_end_to_end_heads(monkeypatch):

@@ -67,6 +67,9 @@ class DistillConfig:
     one2one: bool = field(default=False, metadata={
         "help": "YOLO26 end-to-end heads: also distill the one-to-one branch (inference's) with the logit loss"})
 
+    def __post_init__(self) -> None:
+        self.validate()  # a bad value fails where the config is built, whoever builds it
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
@@ -79,9 +82,7 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, values: dict) -> DistillConfig:
         """Build from parsed or raw (CLI string) values; raise ``ValueError`` naming the bad key."""
-        config = cls(**{key: _parse(key, value) for key, value in values.items()})
-        config.validate()
-        return config
+        return cls(**{key: _parse(key, value) for key, value in values.items()})
 
     def as_dict(self) -> dict:
         return asdict(self)

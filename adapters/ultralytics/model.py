@@ -50,7 +50,7 @@ class KDDistillationModel(DistillationModel):
     def __init__(self, teacher_model: str | Path | nn.Module, student_model: nn.Module, config: DistillConfig):
         if isinstance(teacher_model, (str, Path)):
             teacher_model = load_checkpoint(teacher_model)[0]
-        config.validate()  # a DistillConfig built directly has not been checked (from_dict checks)
+        config.validate()  # checked when built; again here, in case a field was changed since
         check_pair(teacher_model, student_model, config)
         student_layers, teacher_layers = config.layers()
         s_layers = resolve_layers("student", student_model, student_layers)
