@@ -193,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
           f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
     rows = run(args.batch, args.device, losses, args.min_time)
     path = Path(args.json or Path(__file__).parent / f"results-{args.device}.json")
+    command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"device": args.device, "batch": args.batch, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "command": "python -m benchmarks.run " + " ".join(argv or [])}
+            "threads": torch.get_num_threads(), "command": command}
     if args.device == "cuda":
         meta["gpu"] = torch.cuda.get_device_name()
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -169,6 +169,14 @@ def _box_pairs():
     return b1, b2
 
 
+def _clamp_stops_gradient_at_zero() -> bool:
+    """torch 2.14 (the pinned version) gives ``clamp(min=0)`` a zero gradient at exactly 0; torch 2.11 gives 1
+    (seen on the GPU machine, README "On a GPU")."""
+    x = torch.zeros(1, requires_grad=True)
+    x.clamp(min=0).sum().backward()
+    return x.grad.item() == 0.0
+
+
 def test_giou_gradient_by_hand_matches_autograd_at_kinks_too():
     b1, b2 = _box_pairs()
     b1.requires_grad_(True)
@@ -176,7 +184,10 @@ def test_giou_gradient_by_hand_matches_autograd_at_kinks_too():
     expected.sum().backward()
     value, grad = giou_and_grad(b1.detach(), b2)
     torch.testing.assert_close(value, expected.detach())
-    torch.testing.assert_close(grad, b1.grad)
+    rows = torch.ones(len(b1), dtype=torch.bool)
+    if not _clamp_stops_gradient_at_zero():  # a torch whose clamp lets the gradient through at 0: there the
+        rows[20:24] = False                  # zero-width boxes follow another convention (rows 20-23 alone)
+    torch.testing.assert_close(grad[rows], b1.grad[rows])
 
 
 @pytest.mark.parametrize("reg_max", [16, 1])

@@ -92,7 +92,9 @@ def _d_min(a: Tensor, b: Tensor) -> Tensor:
 def giou_and_grad(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> tuple[Tensor, Tensor]:
     """:func:`kdloss.detection.generalized_iou` of ``(..., 4)`` ``xyxy`` boxes and its gradient with respect
     to ``boxes1``, ``(...)`` and ``(..., 4)``, written out with torch's conventions at the kinks (clamp
-    stops the gradient at 0, ``minimum``/``maximum`` split it at a tie).
+    stops the gradient at 0, ``minimum``/``maximum`` split it at a tie). Those are torch 2.14's, the pinned
+    version; torch 2.11's clamp lets the gradient through at exactly 0, so there autograd through
+    :func:`generalized_iou` differs from this at zero-size boxes and intersections (a set of measure zero).
 
     With ``G = inter/union − (hull − union)/hull`` and ``union = area1 + area2 − inter + eps``::
 
