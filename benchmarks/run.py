@@ -140,7 +140,9 @@ def memory_probe(loss: str, level: str, batch: int, impl: str) -> None:
     print(peak_extra_mb(fn, "cpu", case.student))
 
 
-def run(batch: int, device: str, losses: tuple[str, ...], min_time: float) -> list[dict]:
+def run(batch: int, device: str, losses: tuple[str, ...], min_time: float, on_case=None) -> list[dict]:
+    """Every case's rows; ``on_case(rows so far)`` after each case (``main`` rewrites the JSON there, so a run
+    cut short keeps the cases it finished)."""
     rows = []
     for loss, level in case_keys(losses):
         case = build_case(loss, level, batch, device)
@@ -161,6 +163,8 @@ def run(batch: int, device: str, losses: tuple[str, ...], min_time: float) -> li
                      for impl, (ms, mb) in results.items()]
         print_rows(case_rows, header=not rows)
         rows += case_rows
+        if on_case is not None:
+            on_case(rows)
     return rows
 
 
@@ -191,14 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     losses = tuple(args.losses.split(","))
     print(f"kdloss loss benchmark: device={args.device} batch={args.batch} torch={torch.__version__} "
           f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
-    rows = run(args.batch, args.device, losses, args.min_time)
     path = Path(args.json or Path(__file__).parent / f"results-{args.device}.json")
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"device": args.device, "batch": args.batch, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "command": command}
     if args.device == "cuda":
         meta["gpu"] = torch.cuda.get_device_name()
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    run(args.batch, args.device, losses, args.min_time,
+        on_case=lambda rows: path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1)))
     print(f"wrote {path}")
 
 
