@@ -10,13 +10,17 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
          "pkd:feature_weight=1", "pkd:feature_weight=0.1", "bckd+ld", "crosskd", "mgd", "mgd:alpha_mgd=2e-6",
          "mimic:feature_weight=1", "mimic:feature_weight=0.1", "bckd:logit_weight=2", "bckd:logit_weight=0.5",
          "bckd+sl2:logit_weight=0.5", "bckd+sl2:logit_weight=0.5:feature_weight=12", "bckd:stop_epochs=5",
-         "bckd:schedule_warmup=0.2", "bckd:avg_factor=positives:logit_weight=1"]
+         "bckd:schedule_warmup=0.2", "bckd:avg_factor=positives:logit_weight=1", "bckd:logit_weight=0.25",
+         "bckd:logit_weight=0", "bckd:schedule_warmup=0.3",
+         "bckd:logit_weight=1:schedule=cosine:schedule_final_ratio=0",
+         "bckd+sl2:schedule=cosine:schedule_final_ratio=0"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
 # the *-e60 and *-e100 ones train their students 60 and 100 epochs instead of 30
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
-            "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200"}
+            "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
+            "dense-t200-e100": "dense-t200"}
 out = Path("docs/evidence")
 
 
@@ -54,7 +58,15 @@ for name in TEACHERS:
         if values:
             print(method, "seeds", [r.seed for r in results if r.method == method], "range",
                   f"{min(values):.4f}–{max(values):.4f}")
-    for a, b in (("bckd:avg_factor=positives:logit_weight=1", "bckd:logit_weight=0.5"),
+    cosine = "schedule=cosine:schedule_final_ratio=0"  # weights falling to 0 over the run (session 8)
+    for a, b in ((f"bckd:logit_weight=1:{cosine}", "builtin"),
+                 (f"bckd:logit_weight=1:{cosine}", "bckd:logit_weight=0.5"),
+                 (f"bckd:logit_weight=1:{cosine}", "bckd"), (f"bckd+sl2:{cosine}", "builtin"),
+                 (f"bckd+sl2:{cosine}", "bckd+sl2:logit_weight=0.5"), (f"bckd+sl2:{cosine}", "bckd:logit_weight=0.5"),
+                 ("bckd:logit_weight=0.25", "bckd:logit_weight=0.5"),
+                 ("bckd:schedule_warmup=0.3", "bckd:logit_weight=0.5"),
+                 ("bckd:logit_weight=0", "bckd:logit_weight=0.25"),
+                 ("bckd:avg_factor=positives:logit_weight=1", "bckd:logit_weight=0.5"),
                  ("bckd:avg_factor=positives:logit_weight=1", "builtin"),
                  ("bckd+sl2:logit_weight=0.5:feature_weight=12", "builtin"),
                  ("bckd+sl2:logit_weight=0.5", "builtin"), ("bckd+sl2:logit_weight=0.5", "bckd:logit_weight=0.5"),
