@@ -13,7 +13,7 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
          "bckd:schedule_warmup=0.2", "bckd:avg_factor=positives:logit_weight=1", "bckd:logit_weight=0.25",
          "bckd:logit_weight=0", "bckd:schedule_warmup=0.3",
          "bckd:logit_weight=1:schedule=cosine:schedule_final_ratio=0",
-         "bckd+sl2:schedule=cosine:schedule_final_ratio=0"]
+         "bckd+sl2:schedule=cosine:schedule_final_ratio=0", "bckd:schedule=cosine:schedule_final_ratio=0"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
 # the *-e60 and *-e100 ones train their students 60 and 100 epochs instead of 30
@@ -63,6 +63,7 @@ for name in TEACHERS:
                  (f"bckd:logit_weight=1:{cosine}", "bckd:logit_weight=0.5"),
                  (f"bckd:logit_weight=1:{cosine}", "bckd"), (f"bckd+sl2:{cosine}", "builtin"),
                  (f"bckd+sl2:{cosine}", "bckd+sl2:logit_weight=0.5"), (f"bckd+sl2:{cosine}", "bckd:logit_weight=0.5"),
+                 (f"bckd:{cosine}", "bckd:logit_weight=0.5"), (f"bckd+sl2:{cosine}", f"bckd:{cosine}"),
                  ("bckd:logit_weight=0.25", "bckd:logit_weight=0.5"),
                  ("bckd:schedule_warmup=0.3", "bckd:logit_weight=0.5"),
                  ("bckd:logit_weight=0", "bckd:logit_weight=0.25"),
