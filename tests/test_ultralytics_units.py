@@ -194,7 +194,13 @@ def assigned_by_cls_loss(branch, preds, batch) -> tuple[torch.Tensor, float]:
     cls_loss = hyp.cls · Σ BCE / target_scores_sum (its BCE spied on for this call, then restored)."""
     bce_sums = []
     bce = branch.bce
-    branch.bce = lambda *a: bce_sums.append(bce(*a).sum().item()) or bce(*a)
+
+    def spied_bce(*args):
+        out = bce(*args)
+        bce_sums.append(out.sum().item())
+        return out
+
+    branch.bce = spied_bce
     try:
         with torch.no_grad():
             (fg_mask, *_), (_, cls_loss, *_), *_ = branch.get_assigned_targets_and_loss(preds, batch)
