@@ -16,11 +16,13 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
          "bckd+sl2:schedule=cosine:schedule_final_ratio=0", "bckd:schedule=cosine:schedule_final_ratio=0"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
-# the *-e60 and *-e100 ones train their students 60 and 100 epochs instead of 30
+# the *-e60 and *-e100 ones train their students 60 and 100 epochs instead of 30; the *-m2 ones ran on a second
+# kind of machine (session 9), whose floating point differs, so they pair only with each other; dense-t200-m2 is
+# the dense teacher trained again there by the same command
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
-            "dense-t200-e100": "dense-t200"}
+            "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2"}
 out = Path("docs/evidence")
 
 
