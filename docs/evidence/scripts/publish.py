@@ -22,7 +22,8 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
-            "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2"}
+            "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200",
+            "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2"}
 out = Path("docs/evidence")
 
 
