@@ -42,10 +42,16 @@ def mean_se_wins(deltas):
 
 runs_by_experiment = {}  # name → its runs, read once, for the tables and the pooled comparison below
 for name in TEACHERS:
-    project = Path(f"runs/evidence/{name}-exp")
-    if not project.exists():
+    # the project folder, {name}-exp, or {name} as the session-9 (*-m2) commands name it (runs/evidence/shapes and
+    # dense are the datasets: they hold no results)
+    results = []
+    for folder in (f"{name}-exp", name):
+        results = [RunResult(**json.loads(p.read_text()))
+                   for p in Path("runs/evidence", folder).glob("*/kdloss_result.json")]
+        if results:
+            break
+    if not results:
         continue
-    results = [RunResult(**json.loads(p.read_text())) for p in project.glob("*/kdloss_result.json")]
     runs_by_experiment[name] = results
     order = ORDER + sorted({r.method for r in results} - set(ORDER))
     results.sort(key=lambda r: (order.index(r.method), r.seed))
