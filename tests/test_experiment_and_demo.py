@@ -10,6 +10,8 @@ import torch
 
 from kdloss.adapters.ultralytics.experiment import (
     RunResult,
+    cross_machine_pairs,
+    machine_fingerprint,
     markdown_table,
     parse_method,
     parse_seeds,
@@ -83,6 +85,41 @@ def test_paired_statistics_per_seed():
     assert f"| +0.0200 ± {expected_se:.4f} | 3/4 | 8 % | 4 |" in table
 
 
+def test_pairs_across_machines_are_flagged():
+    """A run paired with a baseline made on another machine is named under the table; unknown machines (results
+    written before machines were recorded) and one machine are not."""
+    def run(method, seed, value, machine):
+        return RunResult("yolov8n", method, seed, "w", 8.1, 3, value, value, "test", machine=machine)
+
+    a, b = "torch 2.14.1, ultralytics 8.4.9, cpu AVX2 x86_64", "torch 2.14.1, ultralytics 8.4.9, cpu AVX512 x86_64"
+    results = [run("none", 0, 0.1, a), run("none", 1, 0.2, a), run("none", 2, 0.3, None),
+               run("bckd", 0, 0.15, a), run("bckd", 1, 0.25, b), run("bckd", 2, 0.35, b),
+               run("cwd", 0, 0.11, b), run("cwd", 1, 0.21, b)]
+    assert cross_machine_pairs(results) == {"bckd": [1], "cwd": [0, 1]}
+    rows = {r["method"]: r for r in summarize(results)}
+    assert rows["bckd"]["cross_machine"] == [1] and rows["none"]["cross_machine"] == []
+    assert rows["bckd"]["paired"][3] == 3  # still paired: flagged, not dropped
+    table = markdown_table(list(rows.values()))
+    assert table.splitlines()[-1].startswith("Paired with a baseline run on another machine: bckd (seeds 1); cwd "
+                                             "(seeds 0, 1).")
+    same = [run(m, s, v, a) for m, s, v, _ in [("none", 0, 0.1, 0), ("bckd", 0, 0.2, 0)]]
+    for quiet in (same, [run("none", 0, 0.1, None), run("bckd", 0, 0.2, b)]):
+        assert cross_machine_pairs(quiet) == {} and "another machine" not in markdown_table(summarize(quiet))
+
+
+def test_machine_fingerprint_names_versions_and_instruction_set():
+    import ultralytics
+
+    cpu = machine_fingerprint("cpu")
+    assert cpu == (f"torch {torch.__version__}, ultralytics {ultralytics.__version__}, cpu "
+                   f"{torch.backends.cpu.get_cpu_capability()} {__import__('platform').machine()}")
+    assert machine_fingerprint(None if not torch.cuda.is_available() else "cpu") == cpu
+    # an old result file, without the field, still loads
+    old = {"model": "yolov8n", "method": "none", "seed": 0, "weights": "w", "gflops": 8.1, "params": 3, "map50": 0.2,
+           "map50_95": 0.1, "split": "test", "task_metric": None, "task_map50_95": None}
+    assert RunResult(**old).machine is None
+
+
 def test_methods_carry_their_own_settings():
     assert parse_method("cwd:feature_weight=10") == {"logit_loss": "none", "feature_loss": "cwd",
                                                      "feature_weight": 10.0}
@@ -111,6 +148,7 @@ def test_experiment_runs_each_method_and_seed_and_resumes(tmp_path):
     assert all(r.split == "test" for r in results)  # the dataset has a test split
     saved = json.loads((tmp_path / "exp" / "bckd_cwd-seed1" / "kdloss_result.json").read_text())
     assert saved["method"] == "bckd+cwd" and saved["model"] == "yolov8n" and saved["gflops"] > 0
+    assert saved["machine"] == machine_fingerprint("cpu")  # where it ran, to flag pairs across machines
     stamp = (tmp_path / "exp" / "none-seed0" / "weights" / "best.pt").stat().st_mtime_ns
     again = run_experiment(data, "yolov8n.yaml", str(teacher), ["none", "bckd+cwd"], [0, 1], tmp_path / "exp", **TINY)
     assert again == results  # finished runs are read back, not retrained

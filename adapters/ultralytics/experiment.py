@@ -9,7 +9,10 @@ Methods: ``none`` (no teacher), ``builtin`` (ultralytics' own ``distill_model`` 
 or feature loss (``l1``, ``l2``, ``bckd``, ``mimic``, ``mgd``, ``cwd``) or a pair joined by ``+``
 (``bckd+cwd``), optionally with kdloss settings after ``:`` (``cwd:feature_weight=10``,
 ``bckd+cwd:tau=2:feature_weight=3``). Every run writes ``kdloss_result.json`` when it is evaluated; runs
-that have one are skipped, so an interrupted experiment continues where it stopped.
+that have one are skipped, so an interrupted experiment continues where it stopped. The file records the
+machine the run was evaluated on (torch and ultralytics versions, CPU instruction set or GPU): floating point
+differs between machines and moves single runs, so a pair whose two runs come from different machines is
+flagged in the table and the log.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ class RunResult:
     split: str
     task_metric: str | None = None  # "mask" or "pose" for segment and pose models
     task_map50_95: float | None = None  # that metric's mAP50-95 (box mAP stays in map50/map50_95)
+    machine: str | None = None  # machine_fingerprint() of where it ran; None in results written before it existed
+
+
+def machine_fingerprint(device: str | int | None = None) -> str:
+    """What sets a run's floating point besides its seed: ``"torch 2.14.1, ultralytics 8.4.9, cpu AVX512"``
+    (the CPU's vector instruction set, as torch dispatches its kernels) or ``"..., cuda NVIDIA H200"``.
+    Two runs with one fingerprint and one seed repeat each other; across fingerprints they differ."""
+    import platform
+
+    import torch
+    import ultralytics
+
+    name = str(device).lower().strip() if device is not None else ""
+    if name == "mps":
+        where = f"mps {platform.machine()}"
+    elif name == "cpu" or not torch.cuda.is_available():
+        where = f"cpu {torch.backends.cpu.get_cpu_capability()} {platform.machine()}"
+    else:
+        index = int(name.split(",")[0]) if name.split(",")[0].isdigit() else 0
+        where = f"cuda {torch.cuda.get_device_name(index)}"
+    return f"torch {torch.__version__}, ultralytics {ultralytics.__version__}, {where}"
 
 
 def parse_seeds(value) -> list[int]:
@@ -124,7 +148,7 @@ def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, meth
                      gflops=round(get_flops(model.model, 640), 3),
                      params=sum(p.numel() for p in model.model.parameters()),
                      map50=float(metrics.box.map50), map50_95=float(metrics.box.map), split=split,
-                     task_metric=task_metric, task_map50_95=task_map)
+                     task_metric=task_metric, task_map50_95=task_map, machine=machine_fingerprint(device))
 
 
 def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
@@ -180,6 +204,9 @@ def run_and_summarize(data: str | Path, student: str, teacher: str | None, metho
                       ) -> tuple[list[RunResult], RunResult | None, list[dict]]:
     """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows."""
     results = run_experiment(data, student, teacher, methods, seeds, project, train=train, **train_args)
+    for method, seeds_across in cross_machine_pairs(results).items():
+        LOGGER.warning(f"kdloss experiment: {method} seeds {seeds_across} were paired with baselines run on another "
+                       "machine; floating point differs between machines, so these differences mix in that noise")
     teacher_result = None
     if teacher:
         teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
@@ -197,12 +224,25 @@ def paired_deltas(results: list[RunResult], method: str) -> list[float]:
     return [r.map50_95 - baseline[r.seed] for r in results if r.method == method and r.seed in baseline]
 
 
+def cross_machine_pairs(results: list[RunResult]) -> dict[str, list[int]]:
+    """``{method: [seeds]}`` where a run and the baseline of its seed were made on different machines (both
+    recorded; results written before machines were recorded never count as different)."""
+    baseline = {r.seed: r.machine for r in results if r.method == "none"}
+    mixed: dict[str, list[int]] = {}
+    for r in results:
+        other = baseline.get(r.seed)
+        if r.method != "none" and r.machine and other and r.machine != other:
+            mixed.setdefault(r.method, []).append(r.seed)
+    return mixed
+
+
 def summarize(results: list[RunResult], teacher: RunResult | None = None) -> list[dict]:
     """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first.
 
     Rows of distillation methods also hold ``paired``: (mean Δ_i, standard error (``None`` for one seed),
     seeds improved, seeds paired) over the seeds shared with ``none``, and ``gap_closed``: mean Δ_i over the
-    teacher's lead on the baseline's mean (``None`` without a teacher or a lead)."""
+    teacher's lead on the baseline's mean (``None`` without a teacher or a lead), and ``cross_machine``: the
+    paired seeds whose two runs were made on different machines (see :func:`cross_machine_pairs`)."""
     rows = []
     if teacher is not None:
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
@@ -213,6 +253,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
     baseline = [r.map50_95 for r in results if r.method == "none"]
     base_mean = statistics.fmean(baseline) if baseline else None
     gap = teacher.map50_95 - base_mean if teacher is not None and base_mean is not None else None
+    mixed = cross_machine_pairs(results)
     for method in methods:
         runs = [r for r in results if r.method == method]
         m5095 = _mean_std([r.map50_95 for r in runs])
@@ -226,7 +267,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
                      "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean,
                      "paired": paired,
                      "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None,
-                     **_task_metric(runs)})
+                     "cross_machine": mixed.get(method, []), **_task_metric(runs)})
     return rows
 
 
@@ -263,6 +304,10 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
                      f"{fmt(r['map50_95'], r['seeds'])} |{task_cell} {delta} | {paired_text} | {improved} | "
                      f"{closed} | {r['seeds']} |")
+    mixed = [f"{r['method']} (seeds {', '.join(map(str, r['cross_machine']))})" for r in rows if r.get("cross_machine")]
+    if mixed:
+        lines += ["", f"Paired with a baseline run on another machine: {'; '.join(mixed)}. Floating point differs "
+                  "between machines and moves single runs, so these pairs are not like for like."]
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": 
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
             "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200",
-            "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2"}
+            "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2",
+            "dense-t200-e100-m2": "dense-t200-m2"}
 out = Path("docs/evidence")
 
 
@@ -59,7 +60,9 @@ for name in TEACHERS:
     rows = summarize(results, teacher)
     table = markdown_table(rows)
     (out / f"{name}.md").write_text(table + "\n")
-    (out / f"{name}-runs.json").write_text(json.dumps([r.__dict__ for r in results], indent=1) + "\n")
+    # runs evaluated before results recorded their machine leave the field out, as their files do
+    runs = [{k: v for k, v in r.__dict__.items() if not (k == "machine" and v is None)} for r in results]
+    (out / f"{name}-runs.json").write_text(json.dumps(runs, indent=1) + "\n")
     plot_paired(rows, out / f"{name}-paired.png")
     print(f"## {name}\n{table}\n")
     for method in order:
