@@ -20,6 +20,7 @@ commands:
   experiment  every method × seed with identical settings, then the table (mean ± std, paired Δ ± SE)
             kdloss experiment data=data.yaml teacher=t.pt student=yolov8n.yaml seeds=3 \\
                 methods=none,builtin,l2,bckd,mimic,mgd,cwd,bckd+cwd,cwd:feature_weight=10 [train=False: table only]
+                [versus=builtin: also pair every method against this one, on the seeds both ran; versus=none: off]
   prune     remove channels of a YOLOv8-style detection model (torch-pruning), save a plain checkpoint
             kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2|taylor [output=pruned.pt imgsz=640]
   help      this text (also: kdloss --help)
@@ -92,7 +93,7 @@ def experiment_command(args: list[str]):
     from kdloss.adapters.ultralytics.experiment import markdown_table, parse_seeds, plot_paired, run_and_summarize
 
     allowed = (set(DEFAULT_CFG_KEYS) - {"model", "mode", "task", "name", "seed"}) | {"student", "teacher", "methods",
-                                                                                    "seeds", "train"}
+                                                                                    "seeds", "train", "versus"}
     pairs = parse_pairs(args, allowed)
     missing = [key for key in ("data", "student") if key not in pairs]
     if missing:
@@ -103,7 +104,14 @@ def experiment_command(args: list[str]):
     data, student, teacher = pairs.pop("data"), str(pairs.pop("student")), pairs.pop("teacher", None)
     project = pairs.pop("project", "runs/kdloss-experiment")
     train = str(pairs.pop("train", True)).lower() not in {"false", "0", "no"}
-    _, _, rows = run_and_summarize(data, student, teacher, methods, seeds, project, train=train, **pairs)
+    asked = "versus" in pairs
+    versus = pairs.pop("versus", "builtin")  # versus=none arrives as None: no second table
+    if versus is not None and str(versus) not in methods:
+        if asked:  # the default, builtin, is simply left out when it does not run
+            raise ValueError(f"versus={versus}: not one of methods={','.join(methods)}")
+        versus = None
+    _, _, rows = run_and_summarize(data, student, teacher, methods, seeds, project, train=train,
+                                   versus=None if versus is None else str(versus), **pairs)
     table = markdown_table(rows)
     print("\n" + table)
     from pathlib import Path

@@ -85,6 +85,57 @@ def test_paired_statistics_per_seed():
     assert f"| +0.0200 ± {expected_se:.4f} | 3/4 | 8 % | 4 |" in table
 
 
+def test_methods_are_paired_against_builtin_on_the_seeds_both_ran():
+    """With ``builtin`` among the methods, a second table pairs every other distillation method with it, seed by
+    seed: the comparison "more accurate than ultralytics' own distillation" needs."""
+    def run(method, seed, value):
+        return RunResult("yolov8n", method, seed, "w", 8.1, 3, value, value, "test")
+
+    base = {0: 0.10, 1: 0.30, 2: 0.20}
+    builtin = {0: 0.13, 1: 0.31, 2: 0.24}
+    bckd = {0: 0.15, 1: 0.36, 2: 0.23, 3: 0.5}  # seed 3 has no builtin run: not paired against it
+    results = ([run("none", s, v) for s, v in base.items()] + [run("builtin", s, v) for s, v in builtin.items()]
+               + [run("bckd", s, v) for s, v in bckd.items()] + [run("cwd", 5, 0.3)])
+    rows = {r["method"]: r for r in summarize(results)}
+    differences = [bckd[s] - builtin[s] for s in builtin]  # +0.02, +0.05, -0.01
+    mean = sum(differences) / 3
+    se = (sum((d - mean) ** 2 for d in differences) / 2) ** 0.5 / 3 ** 0.5
+    reference, (got_mean, got_se, better, count) = rows["bckd"]["versus"]
+    assert reference == "builtin" and got_mean == pytest.approx(mean) and got_se == pytest.approx(se)
+    assert (better, count) == (2, 3)
+    assert rows["builtin"]["versus"] is None and rows["none"]["versus"] is None
+    assert rows["cwd"]["versus"] == ("builtin", None)  # no shared seed: in no table
+    lines = markdown_table(list(rows.values())).splitlines()
+    start = lines.index("| model | paired Δ mAP50-95 vs builtin ± SE | seeds better |")
+    assert lines[start + 2:] == [f"| yolov8n bckd | {mean:+.4f} ± {se:.4f} | 2/3 |"]
+    assert lines[start - 2].startswith("Paired against builtin (same seeds")
+    for quiet in (summarize(results, versus=None), summarize([r for r in results if r.method != "builtin"])):
+        assert all(r.get("versus") is None for r in quiet) and "Paired against" not in markdown_table(quiet)
+    against_bckd = {r["method"]: r for r in summarize(results, versus="bckd")}
+    assert against_bckd["builtin"]["versus"][1][0] == pytest.approx(-mean)
+
+
+def test_cli_versus_pairs_against_a_method_that_ran(monkeypatch, tmp_path):
+    import kdloss.adapters.ultralytics.experiment as experiment
+    from kdloss.adapters.cli import experiment_command
+
+    seen = {}
+
+    def capture(data, student, teacher, methods, seeds, project, **kwargs):
+        seen["versus"] = kwargs["versus"]
+        return [], None, []
+
+    monkeypatch.setattr(experiment, "run_and_summarize", capture)
+    base = [f"data={tmp_path}/d.yaml", "student=yolov8n.yaml", f"project={tmp_path}/exp"]
+    for extra, expected in ((["methods=none,bckd,builtin"], "builtin"), (["methods=none,bckd"], None),
+                            (["methods=none,bckd,cwd", "versus=cwd"], "cwd"),
+                            (["methods=none,bckd,builtin", "versus=none"], None)):
+        experiment_command(base + extra)
+        assert seen["versus"] == expected, extra
+    with pytest.raises(ValueError, match="versus=mgd: not one of methods=none,bckd"):
+        experiment_command([*base, "methods=none,bckd", "versus=mgd"])
+
+
 def test_pairs_across_machines_are_flagged():
     """A run paired with a baseline made on another machine is named under the table; unknown machines (results
     written before machines were recorded) and one machine are not."""

@@ -200,9 +200,10 @@ def run_experiment(data: str | Path, student: str, teacher: str | None, methods:
 
 
 def run_and_summarize(data: str | Path, student: str, teacher: str | None, methods: list[str], seeds: list[int],
-                      project: str | Path, train: bool = True, **train_args
+                      project: str | Path, train: bool = True, versus: str | None = "builtin", **train_args
                       ) -> tuple[list[RunResult], RunResult | None, list[dict]]:
-    """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows."""
+    """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows
+    (:func:`summarize`, pairing every method against ``versus`` too when it ran)."""
     results = run_experiment(data, student, teacher, methods, seeds, project, train=train, **train_args)
     for method, seeds_across in cross_machine_pairs(results).items():
         LOGGER.warning(f"kdloss experiment: {method} seeds {seeds_across} were paired with baselines run on another "
@@ -211,17 +212,27 @@ def run_and_summarize(data: str | Path, student: str, teacher: str | None, metho
     if teacher:
         teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
                                   0, train_args.get("device"))
-    return results, teacher_result, summarize(results, teacher_result)
+    return results, teacher_result, summarize(results, teacher_result, versus=versus)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def paired_deltas(results: list[RunResult], method: str) -> list[float]:
-    """mAP50-95 of ``method`` minus that of ``none`` with the same seed, for every seed both have."""
-    baseline = {r.seed: r.map50_95 for r in results if r.method == "none"}
+def paired_deltas(results: list[RunResult], method: str, reference: str = "none") -> list[float]:
+    """mAP50-95 of ``method`` minus that of ``reference`` (the baseline ``none`` unless given) with the same
+    seed, for every seed both have."""
+    baseline = {r.seed: r.map50_95 for r in results if r.method == reference}
     return [r.map50_95 - baseline[r.seed] for r in results if r.method == method and r.seed in baseline]
+
+
+def paired_statistics(deltas: list[float]) -> tuple[float, float | None, int, int] | None:
+    """(mean, standard error (``None`` for one difference), how many are > 0, how many) of paired differences;
+    ``None`` when there are none."""
+    if not deltas:
+        return None
+    se = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else None
+    return statistics.fmean(deltas), se, sum(d > 0 for d in deltas), len(deltas)
 
 
 def cross_machine_pairs(results: list[RunResult]) -> dict[str, list[int]]:
@@ -236,13 +247,17 @@ def cross_machine_pairs(results: list[RunResult]) -> dict[str, list[int]]:
     return mixed
 
 
-def summarize(results: list[RunResult], teacher: RunResult | None = None) -> list[dict]:
+def summarize(results: list[RunResult], teacher: RunResult | None = None, versus: str | None = "builtin"
+              ) -> list[dict]:
     """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first.
 
     Rows of distillation methods also hold ``paired``: (mean Δ_i, standard error (``None`` for one seed),
     seeds improved, seeds paired) over the seeds shared with ``none``, and ``gap_closed``: mean Δ_i over the
     teacher's lead on the baseline's mean (``None`` without a teacher or a lead), and ``cross_machine``: the
-    paired seeds whose two runs were made on different machines (see :func:`cross_machine_pairs`)."""
+    paired seeds whose two runs were made on different machines (see :func:`cross_machine_pairs`). When the
+    results hold the method ``versus`` (ultralytics' ``builtin`` unless given; ``None``: no such pairing), the
+    other distillation methods' rows also hold ``versus``: ``(versus, statistics)``, their paired difference
+    from it over the seeds both ran (:func:`paired_statistics`), ``None`` where they share no seed."""
     rows = []
     if teacher is not None:
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
@@ -257,17 +272,16 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None) -> lis
     for method in methods:
         runs = [r for r in results if r.method == method]
         m5095 = _mean_std([r.map50_95 for r in runs])
-        deltas = paired_deltas(results, method) if method != "none" else []
-        paired = None
-        if deltas:
-            se = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else None  # one seed: no SE
-            paired = (statistics.fmean(deltas), se, sum(d > 0 for d in deltas), len(deltas))
+        paired = paired_statistics(paired_deltas(results, method) if method != "none" else [])
+        against = None
+        if versus and method not in ("none", versus) and any(r.method == versus for r in results):
+            against = (versus, paired_statistics(paired_deltas(results, method, versus)))
         rows.append({"model": f"{runs[0].model} {method}", "method": method, "gflops": runs[0].gflops,
                      "params": runs[0].params, "map50": _mean_std([r.map50 for r in runs]), "map50_95": m5095,
                      "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean,
                      "paired": paired,
                      "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None,
-                     "cross_machine": mixed.get(method, []), **_task_metric(runs)})
+                     "cross_machine": mixed.get(method, []), "versus": against, **_task_metric(runs)})
     return rows
 
 
@@ -280,8 +294,9 @@ def _task_metric(runs: list[RunResult]) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     """The papers' table (mean ± std over seeds) followed by the paired columns: Δ ± SE, seeds improved
-    and gap closed. Segment and pose models add their mask or pose mAP50-95 after the box mAP50-95 (the
-    deltas stay on box mAP50-95)."""
+    and gap closed; then, when the rows hold ``versus`` (see :func:`summarize`), a second table of each
+    method paired against that one (e.g. ultralytics' ``builtin``). Segment and pose models add their mask or
+    pose mAP50-95 after the box mAP50-95 (the deltas stay on box mAP50-95)."""
     task = next((r["task_metric"] for r in rows if r.get("task_metric")), None)
     task_head = f" {task} mAP50-95 |" if task else ""
     lines = ["| model | GFLOPs (640) | params | mAP50 | mAP50-95 |" + task_head + " Δ mAP50-95 vs baseline | "
@@ -304,6 +319,14 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
                      f"{fmt(r['map50_95'], r['seeds'])} |{task_cell} {delta} | {paired_text} | {improved} | "
                      f"{closed} | {r['seeds']} |")
+    against = [r for r in rows if r.get("versus") and r["versus"][1] is not None]
+    if against:
+        lines += ["", f"Paired against {against[0]['versus'][0]} (same seeds; > 2 SE from 0 is a difference the seeds "
+                  "support):", "", f"| model | paired Δ mAP50-95 vs {against[0]['versus'][0]} ± SE | seeds better |",
+                  "| --- | ---: | ---: |"]
+        for r in against:
+            mean, se, better, count = r["versus"][1]
+            lines.append(f"| {r['model']} | {mean:+.4f}{'' if se is None else f' ± {se:.4f}'} | {better}/{count} |")
     mixed = [f"{r['method']} (seeds {', '.join(map(str, r['cross_machine']))})" for r in rows if r.get("cross_machine")]
     if mixed:
         lines += ["", f"Paired with a baseline run on another machine: {'; '.join(mixed)}. Floating point differs "

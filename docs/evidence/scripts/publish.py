@@ -57,7 +57,7 @@ for name in TEACHERS:
     order = ORDER + sorted({r.method for r in results} - set(ORDER))
     results.sort(key=lambda r: (order.index(r.method), r.seed))
     teacher = RunResult(**json.loads(Path(f"docs/evidence/{TEACHERS[name]}-teacher.json").read_text()))
-    rows = summarize(results, teacher)
+    rows = summarize(results, teacher, versus=None)  # the pairs between methods are printed below instead
     table = markdown_table(rows)
     (out / f"{name}.md").write_text(table + "\n")
     # runs evaluated before results recorded their machine leave the field out, as their files do
