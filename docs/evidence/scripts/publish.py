@@ -13,18 +13,22 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
          "bckd:schedule_warmup=0.2", "bckd:avg_factor=positives:logit_weight=1", "bckd:logit_weight=0.25",
          "bckd:logit_weight=0", "bckd:schedule_warmup=0.3",
          "bckd:logit_weight=1:schedule=cosine:schedule_final_ratio=0",
-         "bckd+sl2:schedule=cosine:schedule_final_ratio=0", "bckd:schedule=cosine:schedule_final_ratio=0"]
+         "bckd+sl2:schedule=cosine:schedule_final_ratio=0", "bckd:schedule=cosine:schedule_final_ratio=0",
+         "bckd:logit_weight=0.5:stop_epochs=30"]
 # each experiment's teacher: the pruned student's is shapes' yolov8s; yolo26's the yolo26s trained on shapes;
 # the *-t200 experiments use the yolov8s teachers trained 200 epochs instead of 60 (docs/evidence/scripts/teacher.py);
 # the *-e60 and *-e100 ones train their students 60 and 100 epochs instead of 30; the *-m2 ones ran on a second
 # kind of machine (session 9), whose floating point differs, so they pair only with each other; dense-t200-m2 is
-# the dense teacher trained again there by the same command
+# the dense teacher trained again there by the same command; session 10 on that machine: pruned-t200-m2 is a
+# yolov8n pruned there, finetune-t200-m2 the same yolov8n unpruned, both fine-tuned from trained weights, and
+# pruned-t60-m2 the pruned one with the 60-epoch teacher (its none-seed* folders link to pruned-t200-m2's)
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
             "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200",
             "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2",
-            "dense-t200-e100-m2": "dense-t200-m2"}
+            "dense-t200-e100-m2": "dense-t200-m2", "pruned-t200-m2": "shapes-t200", "finetune-t200-m2": "shapes-t200",
+            "pruned-t60-m2": "shapes"}
 out = Path("docs/evidence")
 
 
@@ -86,6 +90,7 @@ for name in TEACHERS:
                  ("cwd", "builtin"), ("bckd+sl2", "builtin"), ("bckd+sl2", "bckd"), ("bckd:logit_weight=2", "builtin"),
                  ("bckd:logit_weight=2", "bckd"), ("bckd:logit_weight=0.5", "builtin"),
                  ("bckd:logit_weight=0.5", "bckd"),
+                 ("bckd:logit_weight=0.5:stop_epochs=30", "bckd:logit_weight=0.5"),
                  ("bckd+cwd", "builtin"), ("bckd", "builtin"), ("bckd", "bckd+cwd"), ("crosskd", "builtin"),
                  ("crosskd", "bckd"), ("bckd", "bckd:fold_teacher=false"), ("bckd:one2one=true", "bckd")):
         result = mean_se_wins(paired_deltas(results, a, b))
