@@ -108,7 +108,7 @@ def test_methods_are_paired_against_builtin_on_the_seeds_both_ran():
     lines = markdown_table(list(rows.values())).splitlines()
     start = lines.index("| model | paired Δ mAP50-95 vs builtin ± SE | seeds better |")
     assert lines[start + 2:] == [f"| yolov8n bckd | {mean:+.4f} ± {se:.4f} | 2/3 |"]
-    assert lines[start - 2].startswith("Paired against builtin (same seeds")
+    assert lines[start - 2].startswith("Paired against builtin, seed by seed")
     for quiet in (summarize(results, versus=None), summarize([r for r in results if r.method != "builtin"])):
         assert all(r.get("versus") is None for r in quiet) and "Paired against" not in markdown_table(quiet)
     against_bckd = {r["method"]: r for r in summarize(results, versus="bckd")}
@@ -151,20 +151,42 @@ def test_pairs_across_machines_are_flagged():
     assert rows["bckd"]["cross_machine"] == [1] and rows["none"]["cross_machine"] == []
     assert rows["bckd"]["paired"][3] == 3  # still paired: flagged, not dropped
     table = markdown_table(list(rows.values()))
-    assert table.splitlines()[-1].startswith("Paired with a baseline run on another machine: bckd (seeds 1); cwd "
+    assert table.splitlines()[-1].startswith("Paired with a baseline made on another machine: bckd (seeds 1); cwd "
                                              "(seeds 0, 1).")
     same = [run(m, s, v, a) for m, s, v, _ in [("none", 0, 0.1, 0), ("bckd", 0, 0.2, 0)]]
     for quiet in (same, [run("none", 0, 0.1, None), run("bckd", 0, 0.2, b)]):
         assert cross_machine_pairs(quiet) == {} and "another machine" not in markdown_table(summarize(quiet))
+    # pairs against builtin are checked too, and named under their own table
+    versus = [run("none", 0, 0.1, a), run("builtin", 0, 0.12, b), run("bckd", 0, 0.15, a), run("mgd", 0, 0.11, b)]
+    assert cross_machine_pairs(versus, "builtin") == {"none": [0], "bckd": [0]}
+    rows = summarize(versus)
+    assert {r["method"]: r.get("versus_cross_machine") for r in rows} == {"none": [], "builtin": [], "bckd": [0],
+                                                                         "mgd": []}
+    lines = markdown_table(rows).splitlines()
+    first_note = next(i for i, line in enumerate(lines) if line.startswith("Paired with a baseline made"))
+    assert "builtin (seeds 0); mgd (seeds 0)" in lines[first_note]
+    assert first_note < lines.index("| model | paired Δ mAP50-95 vs builtin ± SE | seeds better |")
+    assert lines[-1].startswith("Paired with a builtin run made on another machine: bckd (seeds 0).")
 
 
-def test_machine_fingerprint_names_versions_and_instruction_set():
+def test_machine_fingerprint_names_versions_instruction_set_and_device(monkeypatch):
     import ultralytics
 
-    cpu = machine_fingerprint("cpu")
-    assert cpu == (f"torch {torch.__version__}, ultralytics {ultralytics.__version__}, cpu "
-                   f"{torch.backends.cpu.get_cpu_capability()} {__import__('platform').machine()}")
-    assert machine_fingerprint(None if not torch.cuda.is_available() else "cpu") == cpu
+    from kdloss.adapters.ultralytics.experiment import _cpu_name
+
+    versions = f"torch {torch.__version__}, ultralytics {ultralytics.__version__}"
+    cpu = f"{versions}, cpu {torch.backends.cpu.get_cpu_capability()} {_cpu_name()}"
+    assert machine_fingerprint("cpu") == cpu and _cpu_name()
+    assert machine_fingerprint("mps:0") == f"{versions}, mps {_cpu_name()}"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in (None, 0, "0", "cuda:1", [1]):  # no GPU: these run on the CPU
+        assert machine_fingerprint(device) == cpu, device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: f"GPU{index}")
+    for device, gpu in ((None, 0), (0, 0), (1, 1), ("1", 1), ("0,1", 0), ("1, 0", 1), ([1, 0], 1), ((2,), 2),
+                        ("cuda:1", 1), ("cuda", 0), ("CUDA:3", 3)):
+        assert machine_fingerprint(device) == f"{versions}, cuda GPU{gpu}", device
+    assert machine_fingerprint("cpu") == cpu
     # an old result file, without the field, still loads
     old = {"model": "yolov8n", "method": "none", "seed": 0, "weights": "w", "gflops": 8.1, "params": 3, "map50": 0.2,
            "map50_95": 0.1, "split": "test", "task_metric": None, "task_map50_95": None}

@@ -49,24 +49,49 @@ class RunResult:
     machine: str | None = None  # machine_fingerprint() of where it ran; None in results written before it existed
 
 
-def machine_fingerprint(device: str | int | None = None) -> str:
-    """What sets a run's floating point besides its seed: ``"torch 2.14.1, ultralytics 8.4.9, cpu AVX512"``
-    (the CPU's vector instruction set, as torch dispatches its kernels) or ``"..., cuda NVIDIA H200"``.
-    Two runs with one fingerprint and one seed repeat each other; across fingerprints they differ."""
-    import platform
-
+def machine_fingerprint(device: str | int | list | None = None) -> str:
+    """The setup a run's floating point depends on besides its seed, e.g. ``"torch 2.14.1, ultralytics 8.4.9,
+    cpu AVX512 Intel(R) Xeon(R) Processor"`` (the vector instruction set torch dispatches its CPU kernels to,
+    and the CPU's model) or ``"..., cuda NVIDIA H200"``. ``device`` as ultralytics takes it: ``None``, ``"cpu"``,
+    ``0``, ``"1"``, ``"0,1"``, ``[0, 1]``, ``"cuda:1"``, ``"mps"``. Runs with different fingerprints come from
+    different setups and should not be paired; one fingerprint does not promise identical runs (finer CPU
+    features, thread counts and library builds are not in it)."""
     import torch
     import ultralytics
 
-    name = str(device).lower().strip() if device is not None else ""
-    if name == "mps":
-        where = f"mps {platform.machine()}"
-    elif name == "cpu" or not torch.cuda.is_available():
-        where = f"cpu {torch.backends.cpu.get_cpu_capability()} {platform.machine()}"
-    else:
-        index = int(name.split(",")[0]) if name.split(",")[0].isdigit() else 0
+    if isinstance(device, (list, tuple)):
+        device = device[0] if device else None
+    first = ("" if device is None else str(device)).lower().replace(" ", "").split(",")[0]
+    if first.isdigit() or first.startswith("cuda"):
+        index = first.rpartition(":")[2]
+        kind, index = "cuda", int(index) if index.isdigit() else 0
+    elif first in ("", "cpu"):
+        kind, index = ("cuda" if first == "" and torch.cuda.is_available() else "cpu"), 0
+    else:  # mps, xpu, ...
+        kind, index = first.partition(":")[0], None
+    if kind == "cuda" and not torch.cuda.is_available():
+        kind = "cpu"
+    if kind == "cuda":
         where = f"cuda {torch.cuda.get_device_name(index)}"
+    elif kind == "cpu":
+        where = f"cpu {torch.backends.cpu.get_cpu_capability()} {_cpu_name()}"
+    else:
+        where = f"{kind} {_cpu_name()}"
     return f"torch {torch.__version__}, ultralytics {ultralytics.__version__}, {where}"
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def parse_seeds(value) -> list[int]:
@@ -205,9 +230,11 @@ def run_and_summarize(data: str | Path, student: str, teacher: str | None, metho
     """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows
     (:func:`summarize`, pairing every method against ``versus`` too when it ran)."""
     results = run_experiment(data, student, teacher, methods, seeds, project, train=train, **train_args)
-    for method, seeds_across in cross_machine_pairs(results).items():
-        LOGGER.warning(f"kdloss experiment: {method} seeds {seeds_across} were paired with baselines run on another "
-                       "machine; floating point differs between machines, so these differences mix in that noise")
+    for reference in dict.fromkeys(("none", versus or "none")):
+        for method, seeds_across in cross_machine_pairs(results, reference).items():
+            LOGGER.warning(f"kdloss experiment: {method} seeds {seeds_across} were paired with {reference} runs made "
+                           "on another machine; floating point differs between machines, so these differences mix "
+                           "in that noise")
     teacher_result = None
     if teacher:
         teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
@@ -235,14 +262,15 @@ def paired_statistics(deltas: list[float]) -> tuple[float, float | None, int, in
     return statistics.fmean(deltas), se, sum(d > 0 for d in deltas), len(deltas)
 
 
-def cross_machine_pairs(results: list[RunResult]) -> dict[str, list[int]]:
-    """``{method: [seeds]}`` where a run and the baseline of its seed were made on different machines (both
-    recorded; results written before machines were recorded never count as different)."""
-    baseline = {r.seed: r.machine for r in results if r.method == "none"}
+def cross_machine_pairs(results: list[RunResult], reference: str = "none") -> dict[str, list[int]]:
+    """``{method: [seeds]}`` where a run and the ``reference`` run of its seed (the baseline ``none`` unless
+    given) were made on different machines (both recorded; results written before machines were recorded
+    never count as different)."""
+    baseline = {r.seed: r.machine for r in results if r.method == reference}
     mixed: dict[str, list[int]] = {}
     for r in results:
         other = baseline.get(r.seed)
-        if r.method != "none" and r.machine and other and r.machine != other:
+        if r.method != reference and r.machine and other and r.machine != other:
             mixed.setdefault(r.method, []).append(r.seed)
     return mixed
 
@@ -257,7 +285,8 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None, versus
     paired seeds whose two runs were made on different machines (see :func:`cross_machine_pairs`). When the
     results hold the method ``versus`` (ultralytics' ``builtin`` unless given; ``None``: no such pairing), the
     other distillation methods' rows also hold ``versus``: ``(versus, statistics)``, their paired difference
-    from it over the seeds both ran (:func:`paired_statistics`), ``None`` where they share no seed."""
+    from it over the seeds both ran (:func:`paired_statistics`, ``None`` where they share no seed), and
+    ``versus_cross_machine``, the seeds of those pairs made on different machines."""
     rows = []
     if teacher is not None:
         rows.append({"model": f"{teacher.model} teacher", "method": "teacher",
@@ -269,6 +298,7 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None, versus
     base_mean = statistics.fmean(baseline) if baseline else None
     gap = teacher.map50_95 - base_mean if teacher is not None and base_mean is not None else None
     mixed = cross_machine_pairs(results)
+    mixed_versus = cross_machine_pairs(results, versus) if versus else {}
     for method in methods:
         runs = [r for r in results if r.method == method]
         m5095 = _mean_std([r.map50_95 for r in runs])
@@ -281,7 +311,8 @@ def summarize(results: list[RunResult], teacher: RunResult | None = None, versus
                      "seeds": len(runs), "delta": None if base_mean is None else m5095[0] - base_mean,
                      "paired": paired,
                      "gap_closed": paired[0] / gap if paired is not None and gap is not None and gap > 0 else None,
-                     "cross_machine": mixed.get(method, []), "versus": against, **_task_metric(runs)})
+                     "cross_machine": mixed.get(method, []), "versus": against,
+                     "versus_cross_machine": mixed_versus.get(method, []) if against else [], **_task_metric(runs)})
     return rows
 
 
@@ -319,19 +350,27 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['gflops']:.2f} | {r['params']:,} | {fmt(r['map50'], r['seeds'])} | "
                      f"{fmt(r['map50_95'], r['seeds'])} |{task_cell} {delta} | {paired_text} | {improved} | "
                      f"{closed} | {r['seeds']} |")
+    lines += _cross_machine_note(rows, "cross_machine", "a baseline")
     against = [r for r in rows if r.get("versus") and r["versus"][1] is not None]
     if against:
-        lines += ["", f"Paired against {against[0]['versus'][0]} (same seeds; > 2 SE from 0 is a difference the seeds "
-                  "support):", "", f"| model | paired Δ mAP50-95 vs {against[0]['versus'][0]} ± SE | seeds better |",
-                  "| --- | ---: | ---: |"]
+        reference = against[0]["versus"][0]
+        lines += ["", f"Paired against {reference}, seed by seed (a mean more than 2 SE from 0 is this project's "
+                  "threshold; with 3 seeds a weak one):", "",
+                  f"| model | paired Δ mAP50-95 vs {reference} ± SE | seeds better |", "| --- | ---: | ---: |"]
         for r in against:
             mean, se, better, count = r["versus"][1]
             lines.append(f"| {r['model']} | {mean:+.4f}{'' if se is None else f' ± {se:.4f}'} | {better}/{count} |")
-    mixed = [f"{r['method']} (seeds {', '.join(map(str, r['cross_machine']))})" for r in rows if r.get("cross_machine")]
-    if mixed:
-        lines += ["", f"Paired with a baseline run on another machine: {'; '.join(mixed)}. Floating point differs "
-                  "between machines and moves single runs, so these pairs are not like for like."]
+        lines += _cross_machine_note(against, "versus_cross_machine", f"a {reference} run")
     return "\n".join(lines)
+
+
+def _cross_machine_note(rows: list[dict], key: str, what: str) -> list[str]:
+    """The lines that name the rows' pairs made on two machines (``rows[i][key]``: their seeds), if any."""
+    mixed = [f"{r['method']} (seeds {', '.join(map(str, r[key]))})" for r in rows if r.get(key)]
+    if not mixed:
+        return []
+    return ["", f"Paired with {what} made on another machine: {'; '.join(mixed)}. Floating point differs between "
+            "machines and moves single runs, so these pairs are not like for like."]
 
 
 def plot_paired(rows: list[dict], path: Path) -> None:
