@@ -230,16 +230,18 @@ def run_and_summarize(data: str | Path, student: str, teacher: str | None, metho
     """:func:`run_experiment`, then the teacher's own evaluation (if any) and the summary rows
     (:func:`summarize`, pairing every method against ``versus`` too when it ran)."""
     results = run_experiment(data, student, teacher, methods, seeds, project, train=train, **train_args)
-    for reference in dict.fromkeys(("none", versus or "none")):
-        for method, seeds_across in cross_machine_pairs(results, reference).items():
-            LOGGER.warning(f"kdloss experiment: {method} seeds {seeds_across} were paired with {reference} runs made "
-                           "on another machine; floating point differs between machines, so these differences mix "
-                           "in that noise")
     teacher_result = None
     if teacher:
         teacher_result = evaluate(teacher, data, int(train_args.get("imgsz", 640)), evaluation_split(data), "teacher",
                                   0, train_args.get("device"))
-    return results, teacher_result, summarize(results, teacher_result, versus=versus)
+    rows = summarize(results, teacher_result, versus=versus)
+    for row in rows:
+        for key, reference in (("cross_machine", "none"), ("versus_cross_machine", versus)):
+            if row.get(key):
+                LOGGER.warning(f"kdloss experiment: {row['method']} seeds {row[key]} were paired with {reference} "
+                               "runs made on another machine; floating point differs between machines, so these "
+                               "differences mix in that noise")
+    return results, teacher_result, rows
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -3,7 +3,7 @@ import json
 import statistics
 from pathlib import Path
 
-from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, plot_paired, summarize
+from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, paired_deltas, plot_paired, summarize
 
 ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
          "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
@@ -30,12 +30,6 @@ TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": 
             "dense-t200-e100-m2": "dense-t200-m2", "pruned-t200-m2": "shapes-t200", "finetune-t200-m2": "shapes-t200",
             "pruned-t60-m2": "shapes"}
 out = Path("docs/evidence")
-
-
-def paired_deltas(results, a, b):
-    """mAP50-95(a) − mAP50-95(b) for each seed both methods ran."""
-    by = {(r.method, r.seed): r.map50_95 for r in results}
-    return [by[(a, s)] - by[(b, s)] for m, s in by if m == a and (b, s) in by]
 
 
 def mean_se_wins(deltas):
