@@ -1,9 +1,15 @@
 """Tables and plots of the evidence runs (read back, nothing trains) into docs/evidence/."""
 import json
-import statistics
 from pathlib import Path
 
-from kdloss.adapters.ultralytics.experiment import RunResult, markdown_table, paired_deltas, plot_paired, summarize
+from kdloss.adapters.ultralytics.experiment import (
+    RunResult,
+    markdown_table,
+    paired_deltas,
+    paired_statistics,
+    plot_paired,
+    summarize,
+)
 
 ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
          "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
@@ -21,22 +27,22 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
 # kind of machine (session 9), whose floating point differs, so they pair only with each other; dense-t200-m2 is
 # the dense teacher trained again there by the same command; session 10 on that machine: pruned-t200-m2 is a
 # yolov8n pruned there, finetune-t200-m2 the same yolov8n unpruned, both fine-tuned from trained weights, and
-# pruned-t60-m2 the pruned one with the 60-epoch teacher (its none-seed* folders link to pruned-t200-m2's)
+# pruned-t60-m2 the pruned one with the 60-epoch teacher (its none-seed* folders link to pruned-t200-m2's); session 11:
+# shapes-y11-t200-e60-m2 has yolo11n students (from yaml) of the shipped yolov8s teacher
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
             "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200",
             "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2",
             "dense-t200-e100-m2": "dense-t200-m2", "pruned-t200-m2": "shapes-t200", "finetune-t200-m2": "shapes-t200",
-            "pruned-t60-m2": "shapes"}
+            "pruned-t60-m2": "shapes", "shapes-y11-t200-e60-m2": "shapes-t200"}
 out = Path("docs/evidence")
 
 
 def mean_se_wins(deltas):
-    """Mean ± SE of paired differences and how many are > 0; None for fewer than two."""
-    if len(deltas) < 2:
-        return None
-    return statistics.fmean(deltas), statistics.stdev(deltas) / len(deltas) ** 0.5, sum(d > 0 for d in deltas)
+    """Mean ± SE of paired differences and how many are > 0; None for fewer than two (no SE)."""
+    stats = paired_statistics(deltas)
+    return None if stats is None or stats[1] is None else stats[:3]
 
 
 runs_by_experiment = {}  # name → its runs, read once, for the tables and the pooled comparison below
