@@ -35,6 +35,8 @@ def test_config_parses_cli_strings():
     ({"logit_loss": "bckd+bckd"}, "logit_loss='bckd\\+bckd' is not one of"),
     ({"logit_loss": "none+ld"}, "logit_loss='none\\+ld' is not one of"),
     ({"ld_temperature": 0}, "ld_temperature must be > 0"),
+    ({"bckd_box_weight": -1}, "bckd_box_weight must be >= 0, got -1"),
+    ({"bckd_cls_weight": "-0.5"}, "bckd_cls_weight must be >= 0, got -0.5"),
     ({"schedule": "step"}, "schedule='step' is not one of"),
     ({"feature_layers": [1], "student_layers": [1], "teacher_layers": [1]}, "not both"),
     ({"student_layers": [1]}, "go together"),
@@ -385,6 +387,32 @@ def test_several_logit_losses_share_the_head_outputs():
     assert list(items)[-3:] == ["kdcls_loss", "kdbox_loss", "kdld_loss"] and items["kdld_loss"] > 0
     with pytest.raises(ValueError, match=r"logit_loss=ld distills box distributions.*reg_max=1"):
         KDDistillationModel(student("yolo26s.yaml"), student("yolo26n.yaml"), DistillConfig(logit_loss="ld"))
+
+
+def test_bckd_term_weights_reach_its_two_columns():
+    """bckd_cls_weight / bckd_box_weight scale BCKD's class and box terms (its two columns) separately; the
+    defaults are the core BCKD's (1 and 4)."""
+    import copy
+
+    torch.manual_seed(0)
+    teacher, pupil = student("yolov8s.yaml"), student()
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+
+    def columns(**keys):
+        model = KDDistillationModel(copy.deepcopy(teacher), copy.deepcopy(pupil), DistillConfig(**keys))
+        model.train()
+        _, items = model.loss(batch)
+        return float(items["kdcls_loss"]), float(items["kdbox_loss"])
+
+    default_bckd = build_criterion(DistillConfig(), [8], [8]).losses["bckd"]
+    assert (default_bckd.cls_weight, default_bckd.box_weight) == (BCKD().cls_weight, BCKD().box_weight) == (1.0, 4.0)
+    cls, box = columns()
+    assert cls > 0 and box > 0
+    cls_only, no_box = columns(bckd_box_weight=0)
+    assert no_box == 0 and cls_only == pytest.approx(cls, rel=1e-5)
+    half_cls, half_box = columns(bckd_cls_weight=0.5, bckd_box_weight=2)
+    assert half_cls == pytest.approx(cls / 2, rel=1e-5) and half_box == pytest.approx(box / 2, rel=1e-5)
 
 
 def test_column_names_fit_ultralytics_fields_and_plot():

@@ -29,7 +29,8 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
         **train_args: every ultralytics train argument (epochs, imgsz, batch, device, amp, resume, project,
             name, ...) and kdloss's keys (``feature_layers``, ``student_layers``/``teacher_layers``,
             ``feature_weight``, ``logit_weight``, ``schedule``, ``schedule_final_ratio``, ``schedule_warmup``,
-            ``tau``, ``ld_temperature``, ``alpha_mgd``, ``lambda_mgd``, ``beta``, ``stop_epochs``; see
+            ``tau``, ``ld_temperature``, ``alpha_mgd``, ``lambda_mgd``, ``beta``, ``bckd_cls_weight``,
+            ``bckd_box_weight``, ``stop_epochs``; see
             :class:`DistillConfig`).
     """
     check_paths(student=student, teacher=teacher, data=data)

@@ -58,6 +58,8 @@ class DistillConfig:
     alpha_mgd: float = field(default=2e-5, metadata={"help": "MGD loss scale"})
     lambda_mgd: float = field(default=0.65, metadata={"help": "MGD masking probability"})
     beta: float = field(default=1.0, metadata={"help": "BCKD exponent of |p_t - p_s|"})
+    bckd_cls_weight: float = field(default=1.0, metadata={"help": "BCKD: weight of its class term within it"})
+    bckd_box_weight: float = field(default=4.0, metadata={"help": "BCKD: weight of its box term within it"})
     avg_factor: str = field(default="target_scores", metadata={
         "help": "bckd/ld/crosskd divide by: target_scores (ultralytics' sum) | positives (official BCKD's count)"})
     stop_epochs: int = field(default=0, metadata={"help": "train the last N epochs without distillation"})
@@ -103,7 +105,7 @@ class DistillConfig:
             raise ValueError("give feature_layers, or student_layers and teacher_layers, not both")
         if (self.student_layers is None) != (self.teacher_layers is None):
             raise ValueError("student_layers and teacher_layers go together: give both, or feature_layers")
-        for key in ("feature_weight", "logit_weight", "schedule_final_ratio"):
+        for key in ("feature_weight", "logit_weight", "schedule_final_ratio", "bckd_cls_weight", "bckd_box_weight"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("tau", "alpha_mgd", "beta", "ld_temperature"):

@@ -389,7 +389,7 @@ def resolve_layers(side: str, model: nn.Module, layers: list[int] | None) -> lis
 def logit_loss(name: str, config: DistillConfig) -> DistillLoss:
     """The kdloss module for one of ``config``'s logit losses."""
     if name == "bckd":
-        return BCKD(beta=config.beta)
+        return BCKD(cls_weight=config.bckd_cls_weight, box_weight=config.bckd_box_weight, beta=config.beta)
     if name == "ld":
         return LD(temperature=config.ld_temperature)
     return L1() if name == "l1" else L2()
