@@ -17,6 +17,7 @@ from kdloss.adapters.ultralytics.experiment import (
     parse_seeds,
     run_experiment,
     run_name,
+    same_machine,
     summarize,
 )
 
@@ -167,6 +168,25 @@ def test_pairs_across_machines_are_flagged():
     assert "builtin (seeds 0); mgd (seeds 0)" in lines[first_note]
     assert first_note < lines.index("| model | paired Δ mAP50-95 vs builtin ± SE | seeds better |")
     assert lines[-1].startswith("Paired with a builtin run made on another machine: bckd (seeds 0).")
+
+
+def test_older_cpu_fingerprints_match_the_same_setup_with_a_model_name():
+    """Runs recorded before the CPU's model was added to the fingerprint end in the architecture: they pair with
+    runs of the same versions and instruction set, whatever the model, and are still told apart otherwise."""
+    versions = "torch 2.14.1, ultralytics 8.4.190"
+    older, newer = f"{versions}, cpu AVX512 x86_64", f"{versions}, cpu AVX512 Intel(R) Xeon(R) Processor"
+    assert same_machine(older, newer) and same_machine(newer, older) and same_machine(older, older)
+    assert not same_machine(older, f"{versions}, cpu AVX2 Intel(R) Xeon(R) Processor")
+    assert not same_machine(older, "torch 2.11.0, ultralytics 8.4.190, cpu AVX512 Intel(R) Xeon(R) Processor")
+    assert not same_machine(newer, f"{versions}, cpu AVX512 AMD EPYC 9654")
+    assert not same_machine(f"{versions}, cuda NVIDIA H200", f"{versions}, cuda NVIDIA H100")
+
+    def run(method, seed, machine):
+        return RunResult("yolov8n", method, seed, "w", 8.1, 3, 0.1, 0.1, "test", machine=machine)
+
+    results = [run("none", 0, older), run("bckd", 0, newer), run("none", 1, older),
+               run("bckd", 1, f"{versions}, cpu AVX2 AMD EPYC 9654")]
+    assert cross_machine_pairs(results) == {"bckd": [1]}
 
 
 def test_machine_fingerprint_names_versions_instruction_set_and_device(monkeypatch):

@@ -80,6 +80,23 @@ def machine_fingerprint(device: str | int | list | None = None) -> str:
     return f"torch {torch.__version__}, ultralytics {ultralytics.__version__}, {where}"
 
 
+# platform.machine() values: the word that ended a CPU fingerprint before the CPU's model was recorded
+_ARCHITECTURES = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "ppc64le", "s390x", "riscv64")
+
+
+def same_machine(first: str, second: str) -> bool:
+    """Whether two :func:`machine_fingerprint` values name one setup. Fingerprints written before kdloss recorded
+    the CPU's model end in its architecture instead (``"..., cpu AVX512 x86_64"``): such a one matches any
+    fingerprint equal to it up to that last word (on a CPU without a model name both end in the architecture)."""
+    if first == second:
+        return True
+    for older, newer in ((first, second), (second, first)):
+        head, _, last = older.rpartition(" ")
+        if last.lower() in _ARCHITECTURES and newer.startswith(head + " "):
+            return True
+    return False
+
+
 def _cpu_name() -> str:
     """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
     import platform
@@ -272,7 +289,7 @@ def cross_machine_pairs(results: list[RunResult], reference: str = "none") -> di
     mixed: dict[str, list[int]] = {}
     for r in results:
         other = baseline.get(r.seed)
-        if r.method != reference and r.machine and other and r.machine != other:
+        if r.method != reference and r.machine and other and not same_machine(r.machine, other):
             mixed.setdefault(r.method, []).append(r.seed)
     return mixed
 
