@@ -180,6 +180,8 @@ def test_older_cpu_fingerprints_match_the_same_setup_with_a_model_name():
     assert not same_machine(older, "torch 2.11.0, ultralytics 8.4.190, cpu AVX512 Intel(R) Xeon(R) Processor")
     assert not same_machine(newer, f"{versions}, cpu AVX512 AMD EPYC 9654")
     assert not same_machine(f"{versions}, cuda NVIDIA H200", f"{versions}, cuda NVIDIA H100")
+    assert not same_machine(f"{versions}, cpu DEFAULT aarch64", f"{versions}, cpu DEFAULT arm64")  # both older
+    assert not same_machine(f"{versions}, cpu AVX2 x86_64", f"{versions}, cpu AVX2 i386 (no model name)")
 
     def run(method, seed, machine):
         return RunResult("yolov8n", method, seed, "w", 8.1, 3, 0.1, 0.1, "test", machine=machine)

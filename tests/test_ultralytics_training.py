@@ -19,6 +19,7 @@ from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 from ultralytics.utils.torch_utils import get_flops
 
 from kdloss.adapters.ultralytics import DistillationTrainer, distill
+from kdloss.adapters.ultralytics import trainer as trainer_module
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
 
 pytestmark = pytest.mark.slow
@@ -159,7 +160,7 @@ def save_pruned_student(path: Path, nc: int) -> DetectionModel:
     return model
 
 
-def test_pruned_student_keeps_its_channels_through_distillation_and_resume(data, teacher, tmp_path):
+def test_pruned_student_keeps_its_channels_through_distillation_and_resume(data, teacher, tmp_path, monkeypatch):
     pruned_path = tmp_path / "pruned.pt"
     pruned = save_pruned_student(pruned_path, nc=6)
     pruned_params = sum(p.numel() for p in pruned.parameters())
@@ -191,13 +192,20 @@ def test_pruned_student_keeps_its_channels_through_distillation_and_resume(data,
     def on_train_batch_end(trainer):
         resumed.setdefault("progress", trainer.model.progress)
 
+    checkpoint = torch.load(last, weights_only=False)
+    del checkpoint["train_args"]["bckd_box_weight"]  # as in a checkpoint written before the key existed
+    torch.save(checkpoint, last)
+    warnings = []
+    monkeypatch.setattr(trainer_module.LOGGER, "warning", lambda message, *args, **kwargs: warnings.append(message))
     model = YOLO(str(last))
     model.add_callback("on_train_start", on_train_start)
     model.add_callback("on_train_batch_end", on_train_batch_end)
-    model.train(trainer=DistillationTrainer, resume=True)
+    model.train(trainer=DistillationTrainer, resume=True, schedule="cosine", bckd_box_weight=0)
     assert len(results(tmp_path / "r")) == 2
     assert resumed["student_params"] == pruned_params  # trained as loaded, not rebuilt from yolov8n.yaml
-    assert resumed["config"].schedule == "linear"  # the checkpoint's settings
+    # the checkpoint's settings, its key's default where it predates the key, each change named in a warning
+    assert resumed["config"].schedule == "linear" and resumed["config"].bckd_box_weight == 4.0
+    assert "resume keeps the checkpoint's ['schedule', 'bckd_box_weight']" in " ".join(map(str, warnings))
     for key, value in saved_projector.items():  # the trained align convs come back
         torch.testing.assert_close(resumed["projector"][key], value.float())
     assert resumed["progress"] == pytest.approx(0.5)  # epoch 2 of 2, first batch: the schedule continues

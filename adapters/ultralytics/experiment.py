@@ -82,23 +82,28 @@ def machine_fingerprint(device: str | int | list | None = None) -> str:
 
 # platform.machine() values: the word that ended a CPU fingerprint before the CPU's model was recorded
 _ARCHITECTURES = ("x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "ppc64le", "s390x", "riscv64")
+_NO_MODEL_NAME = " (no model name)"  # ends a CPU fingerprint where the CPU's model is not known
 
 
 def same_machine(first: str, second: str) -> bool:
     """Whether two :func:`machine_fingerprint` values name one setup. Fingerprints written before kdloss recorded
-    the CPU's model end in its architecture instead (``"..., cpu AVX512 x86_64"``): such a one matches any
-    fingerprint equal to it up to that last word (on a CPU without a model name both end in the architecture)."""
+    the CPU's model end in its architecture instead (``"..., cpu AVX512 x86_64"``). Such a one matches a
+    fingerprint that names a CPU model and is equal to it up to that last word: the older record does not say
+    which CPU it ran on, so a run on another CPU with the same versions and instruction set is not told apart."""
     if first == second:
         return True
     for older, newer in ((first, second), (second, first)):
         head, _, last = older.rpartition(" ")
-        if last.lower() in _ARCHITECTURES and newer.startswith(head + " "):
+        model = newer.removeprefix(head + " ") if newer.startswith(head + " ") else None
+        if last.lower() in _ARCHITECTURES and model and model.lower() not in _ARCHITECTURES and \
+                not model.endswith(_NO_MODEL_NAME):
             return True
     return False
 
 
 def _cpu_name() -> str:
-    """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows, marked so that it is never
+    taken for an older fingerprint's bare architecture (:func:`same_machine`)."""
     import platform
 
     try:
@@ -108,7 +113,7 @@ def _cpu_name() -> str:
                     return line.partition(":")[2].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return f"{platform.processor() or platform.machine()}{_NO_MODEL_NAME}"
 
 
 def parse_seeds(value) -> list[int]:

@@ -88,10 +88,11 @@ class DistillationMixin(AsLoadedMixin):
         super().__init__(cfg, overrides, _callbacks)
         if self.resume:  # the checkpoint's settings win, as for every other ultralytics argument
             saved = {key: getattr(self.args, key) for key in DistillConfig.keys() if hasattr(self.args, key)}
-            changed = [key for key, value in given.items() if saved.get(key, value) != getattr(config, key)]
+            resumed = DistillConfig.from_dict(saved)  # a key the checkpoint predates takes its default
+            changed = [key for key in given if getattr(resumed, key) != getattr(config, key)]
             if changed:
                 LOGGER.warning(f"kdloss: resume keeps the checkpoint's {changed}; start a new run to change them")
-            config = DistillConfig.from_dict(saved)
+            config = resumed
         if not self.args.distill_model:
             raise ValueError("no teacher: pass teacher=path/to/teacher.pt (or distill_model=...)")
         self.distill_config = config
