@@ -28,14 +28,15 @@ ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=f
 # the dense teacher trained again there by the same command; session 10 on that machine: pruned-t200-m2 is a
 # yolov8n pruned there, finetune-t200-m2 the same yolov8n unpruned, both fine-tuned from trained weights, and
 # pruned-t60-m2 the pruned one with the 60-epoch teacher (its none-seed* folders link to pruned-t200-m2's); session 11:
-# shapes-y11-t200-e60-m2 has yolo11n students (from yaml) of the shipped yolov8s teacher
+# shapes-y11-t200-e60-m2 and dense-y11-t200-e60-m2 have yolo11n students (from yaml) of the yolov8s teachers
 TEACHERS = {"shapes": "shapes", "dense": "dense", "pruned": "shapes", "yolo26": "shapes-yolo26",
             "shapes-t200": "shapes-t200", "dense-t200": "dense-t200", "pruned-t200": "shapes-t200",
             "shapes-t200-e60": "shapes-t200", "dense-t200-e60": "dense-t200", "shapes-t200-e100": "shapes-t200",
             "dense-t200-e100": "dense-t200", "shapes-t200-e60-m2": "shapes-t200",
             "shapes-t200-m2": "shapes-t200", "dense-t200-e60-m2": "dense-t200-m2",
             "dense-t200-e100-m2": "dense-t200-m2", "pruned-t200-m2": "shapes-t200", "finetune-t200-m2": "shapes-t200",
-            "pruned-t60-m2": "shapes", "shapes-y11-t200-e60-m2": "shapes-t200"}
+            "pruned-t60-m2": "shapes", "shapes-y11-t200-e60-m2": "shapes-t200",
+            "dense-y11-t200-e60-m2": "dense-t200-m2"}
 out = Path("docs/evidence")
 
 
