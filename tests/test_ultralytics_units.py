@@ -22,6 +22,12 @@ def student(yaml="yolov8n.yaml", nc=6, imgsz=64):
     return model
 
 
+def tiny_batch(generator: torch.Generator | None = None) -> dict:
+    """Two 64x64 images with one labelled box each, as ultralytics' loss takes a batch."""
+    return {"img": torch.rand(2, 3, 64, 64, generator=generator), "batch_idx": torch.tensor([0.0, 1.0]),
+            "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+
+
 def test_config_parses_cli_strings():
     config = DistillConfig.from_dict({"feature_layers": "15,18,21", "tau": "2", "schedule": "Cosine"})
     assert config.feature_layers == [15, 18, 21] and config.tau == 2.0 and config.schedule == "cosine"
@@ -169,8 +175,7 @@ def test_model_uses_detect_inputs_by_default_and_aligns_channels():
 
 def test_model_loss_returns_detection_and_distillation_terms():
     model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
     model.train()
     loss, items = model.loss(batch)
     assert loss.shape == (4,) and list(items)[-3:] == ["kdcwd_loss", "kdcls_loss", "kdbox_loss"]
@@ -351,8 +356,7 @@ def test_sl2_is_ultralytics_own_feature_term_values_and_gradients(yaml):
     assert len(projectors) == 3
     projectors.load_state_dict(theirs.projector.state_dict())  # the same layers, so the same keys
     g = torch.Generator().manual_seed(1)
-    batch = {"img": torch.rand(2, 3, 64, 64, generator=g), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch(g)
     ours.train(), theirs.train()
     loss, items = ours.loss(batch)
     ref_loss, ref_items = theirs.loss(batch)
@@ -380,8 +384,7 @@ def test_several_logit_losses_share_the_head_outputs():
     criterion = build_criterion(config, [8], [8])
     assert isinstance(criterion.losses["ld"], LD) and criterion.losses["ld"].temperature == 4.0
     model = KDDistillationModel(student("yolov8s.yaml"), student(), config)
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
     model.train()
     _, items = model.loss(batch)
     assert list(items)[-3:] == ["kdcls_loss", "kdbox_loss", "kdld_loss"] and items["kdld_loss"] > 0
@@ -396,8 +399,7 @@ def test_bckd_term_weights_reach_its_two_columns():
 
     torch.manual_seed(0)
     teacher, pupil = student("yolov8s.yaml"), student()
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
 
     def columns(**keys):
         model = KDDistillationModel(copy.deepcopy(teacher), copy.deepcopy(pupil), DistillConfig(**keys))
@@ -520,8 +522,7 @@ def test_progress_follows_epoch_and_batch():
 
 def test_stop_epochs_skips_the_teacher_and_zeroes_the_columns():
     model = KDDistillationModel(student("yolov8s.yaml"), student(), DistillConfig(feature_loss="cwd"))
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
     model.train()
     calls = []
     model._training_teacher().register_forward_hook(lambda *args: calls.append(1))  # the (folded) teacher that runs
@@ -622,8 +623,7 @@ def test_teacher_neck_maps_are_freed_before_the_student_runs_when_no_feature_los
     model.train()
     held = []
     model.student_model.model[0].register_forward_pre_hook(lambda *_: held.append(len(model._teacher_feats)))
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
     loss, items = model.loss(batch)
     assert held == [kept] and torch.isfinite(loss).all() and items["kdcls_loss"] > 0
 
@@ -646,8 +646,7 @@ def test_folded_teacher_runs_training_steps_and_is_never_saved():
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     config = DistillConfig(feature_loss="cwd", logit_loss="bckd")
     model = KDDistillationModel(teacher, student(), config)
-    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]),
-             "cls": torch.tensor([[1.0], [2.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]])}
+    batch = tiny_batch()
     model.train()
     runs = []
     handle = model.teacher_model.model[0].register_forward_hook(lambda *a: runs.append(1))
