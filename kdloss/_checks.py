@@ -5,6 +5,7 @@ Public functions validate at the boundary and then call private helpers that tru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -99,5 +100,20 @@ def feature_levels(
 
 
 def check_positive(loss: str, name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{loss}: {name} must be > 0, got {value}")
+    """``value`` is a finite number above 0 (NaN and inf are refused), else a ``ValueError`` naming it."""
+    if not (_is_number(value) and math.isfinite(float(value)) and value > 0):
+        raise ValueError(f"{loss}: {name} must be > 0 and finite, got {value!r}")
+
+
+def check_non_negative(loss: str, name: str, value: float) -> None:
+    """``value`` is a finite number of at least 0 (a weight), else a ``ValueError`` naming it."""
+    if not (_is_number(value) and math.isfinite(float(value)) and value >= 0):
+        raise ValueError(f"{loss}: {name} must be >= 0 and finite, got {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # python and numpy numbers, 0-d tensors
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return not isinstance(value, (bool, str))

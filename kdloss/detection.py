@@ -61,8 +61,10 @@ def check_detection_pair(
         s, t = getattr(student, field), getattr(teacher, field)
         check_same_device(loss, field, s, t)
         if s.shape != t.shape:
+            anchors = (f" ({s.shape[1]} anchors vs {t.shape[1]}: other feature levels, strides or image sizes)"
+                       if s.dim() > 1 and t.dim() > 1 and s.shape[1] != t.shape[1] else "")
             raise ValueError(
-                f"{loss}: student and teacher {field} shapes differ: {tuple(s.shape)} vs {tuple(t.shape)}"
+                f"{loss}: student and teacher {field} shapes differ: {tuple(s.shape)} vs {tuple(t.shape)}{anchors}"
             )
     if need_anchors:
         a = student.num_anchors

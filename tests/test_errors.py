@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import detection_pair, features
 
-from kdloss import BCKD, CWD, L1, L2, LD, MGD, DetectionOutput, Mimic
+from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DetectionOutput, Mimic
 
 FEATURE_LOSSES = [lambda: CWD(), lambda: Mimic(), lambda: MGD([3, 3], [3, 3])]
 NAMES = ["CWD", "Mimic", "MGD"]
@@ -152,3 +152,67 @@ def test_check_finite_in_detection_output():
     t.cls.data[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"BCKD: teacher.cls contains 1 NaN/inf value"):
         BCKD(check_finite=True)(s, t)
+
+
+# Every loss: a student with another number of feature levels than the teacher is an error, never a loss over
+# the levels both have (PKD's resize once zipped the levels first and silently returned level 0's loss).
+LEVEL_LOSSES = {"CWD": lambda: CWD(), "Mimic": lambda: Mimic(), "PKD": lambda: PKD(),
+                "MGD": lambda: MGD([3, 3], [3, 3])}
+
+
+@pytest.mark.parametrize("name", sorted(LEVEL_LOSSES))
+def test_every_feature_loss_refuses_another_level_count(name):
+    two = features([(2, 3, 8, 8), (2, 3, 4, 4)])
+    with pytest.raises(ValueError, match=rf"{name}: student has 2 feature level\(s\) but teacher has 1"):
+        LEVEL_LOSSES[name]()(two, two[:1])
+    with pytest.raises(ValueError, match=rf"{name}: student has 1 feature level\(s\) but teacher has 2"):
+        LEVEL_LOSSES[name]()(two[:1], two)
+
+
+@pytest.mark.parametrize("cls", [L1, L2, BCKD, LD])
+def test_every_logit_loss_refuses_outputs_of_other_levels(cls):
+    """Head outputs of two levels against one level's: the anchor counts differ, and the error says so."""
+    student, _ = detection_pair(sizes=((4, 4), (2, 2)))
+    _, teacher = detection_pair(sizes=((4, 4),))
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: student and teacher cls shapes differ: \(2, 20, 5\) vs "
+                                         r"\(2, 16, 5\) \(20 anchors vs 16: other feature levels"):
+        cls()(student, teacher)
+
+
+def test_crosskd_refuses_another_level_count():
+    loss = CrossKD(student_channels=[4, 4], teacher_channels=[4, 4])
+    feats = features([(2, 4, 8, 8), (2, 4, 4, 4), (2, 4, 2, 2)])
+    _, teacher = detection_pair()
+    with pytest.raises(ValueError, match=r"CrossKD: built for 2 feature level\(s\)"):
+        loss(feats, teacher, lambda aligned: teacher)
+
+
+NAN, INF = float("nan"), float("inf")
+BAD_HYPER_PARAMETERS = [
+    (lambda: L1(loss_weight=-1), r"L1: loss_weight must be >= 0 and finite, got -1"),
+    (lambda: L2(loss_weight=NAN), r"L2: loss_weight must be >= 0 and finite, got nan"),
+    (lambda: CWD(loss_weight=INF), r"CWD: loss_weight must be >= 0 and finite, got inf"),
+    (lambda: CWD(tau=INF), r"CWD: tau must be > 0 and finite, got inf"),
+    (lambda: CWD(tau=NAN), r"CWD: tau must be > 0 and finite, got nan"),
+    (lambda: BCKD(cls_weight=-1), r"BCKD: cls_weight must be >= 0 and finite, got -1"),
+    (lambda: BCKD(box_weight=NAN), r"BCKD: box_weight must be >= 0 and finite, got nan"),
+    (lambda: BCKD(beta=INF), r"BCKD: beta must be > 0 and finite, got inf"),
+    (lambda: LD(temperature=INF), r"LD: temperature must be > 0 and finite, got inf"),
+    (lambda: MGD([3], [3], alpha_mgd=INF), r"MGD: alpha_mgd must be > 0 and finite, got inf"),
+    (lambda: PKD(loss_weight=-0.5), r"PKD: loss_weight must be >= 0 and finite, got -0.5"),
+    (lambda: Mimic(loss_weight="1"), r"Mimic: loss_weight must be >= 0 and finite, got '1'"),
+    (lambda: CrossKD([3], [3], kl_weight=-1), r"CrossKD: kl_weight must be >= 0 and finite, got -1"),
+    (lambda: CrossKD([3], [3], giou_weight=NAN), r"CrossKD: giou_weight must be >= 0 and finite, got nan"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), BAD_HYPER_PARAMETERS, ids=[m for _, m in BAD_HYPER_PARAMETERS])
+def test_modules_validate_their_hyper_parameters(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_zero_weights_are_allowed():
+    """0 switches a term off (BCKD's box term alone, ``bckd_cls_weight=0`` in the adapter)."""
+    student, teacher = detection_pair()
+    assert BCKD(cls_weight=0, loss_weight=0)(student, teacher) == 0

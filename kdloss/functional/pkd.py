@@ -32,14 +32,16 @@ def pkd(student: FeatureLevels, teacher: FeatureLevels, *, resize_student: bool 
             teacher's (mmrazor ``resize_stu=True``); ``False`` makes that an error.
         impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it, which fuses the
             statistics and the error sum), ``"fused"`` (the compiled build: there is no hand-written kernel)
-            or ``"auto"`` (fused).
+            or ``"auto"`` (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
-    level = LEVEL_IMPLS[resolve_impl("PKD", impl)]
+    level = LEVEL_IMPLS[resolve_impl("PKD", impl, student)]
     s_levels, t_levels = as_level_list(student), as_level_list(teacher)
+    if len(s_levels) != len(t_levels):  # before the resize's zip, which would drop the extra levels
+        raise ValueError(f"PKD: student has {len(s_levels)} feature level(s) but teacher has {len(t_levels)}")
     if resize_student:
         s_levels = [_resized(s, t) for s, t in zip(s_levels, t_levels)]
     s_levels, t_levels = feature_levels("PKD", s_levels, t_levels, check_finite=check_finite)

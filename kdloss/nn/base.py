@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from kdloss._checks import check_non_negative
 from kdloss.ops import resolve_impl
 
 
@@ -15,7 +16,8 @@ class DistillLoss(nn.Module):
     ``cls`` and ``box``).
 
     ``impl`` picks the implementation (``"auto"``, ``"eager"``, ``"fused"``, ``"compile"``; all give the same
-    numbers, see :mod:`kdloss.ops`); ``check_finite`` raises on NaN/inf inputs.
+    numbers, see :mod:`kdloss.ops`); ``check_finite`` raises on NaN/inf inputs. Hyper-parameters are validated
+    at construction (a weight is a finite number >= 0, a temperature a finite number > 0): ``ValueError``.
     """
 
     part_names: tuple[str, ...] = ("loss",)
@@ -23,6 +25,7 @@ class DistillLoss(nn.Module):
     def __init__(self, loss_weight: float = 1.0, check_finite: bool = False, impl: str = "auto"):
         super().__init__()
         resolve_impl(type(self).__name__, impl)
+        check_non_negative(type(self).__name__, "loss_weight", loss_weight)
         self.loss_weight = float(loss_weight)
         self.check_finite = check_finite
         self.impl = impl

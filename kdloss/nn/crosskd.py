@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
-from kdloss._checks import check_positive
+from kdloss._checks import check_non_negative, check_positive
 from kdloss.detection import DetectionOutput
 from kdloss.functional.crosskd import crosskd_parts
 from kdloss.nn.align import ChannelAlign, Channels
@@ -42,6 +42,8 @@ class CrossKD(DistillLoss):
         super().__init__(loss_weight, check_finite, impl)
         check_positive("CrossKD", "beta", beta)
         check_positive("CrossKD", "temperature", temperature)
+        for name, weight in (("cls_weight", cls_weight), ("kl_weight", kl_weight), ("giou_weight", giou_weight)):
+            check_non_negative("CrossKD", name, weight)
         self.align = ChannelAlign("CrossKD", student_channels, teacher_channels)
         self.cls_weight, self.kl_weight, self.giou_weight = float(cls_weight), float(kl_weight), float(giou_weight)
         self.beta, self.temperature = float(beta), float(temperature)

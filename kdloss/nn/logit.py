@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from kdloss._checks import check_positive
+from kdloss._checks import check_non_negative, check_positive
 from kdloss.detection import DetectionOutput
 from kdloss.functional.bckd import bckd_parts
 from kdloss.functional.ld import ld
@@ -43,6 +43,8 @@ class BCKD(DistillLoss):
                  loss_weight: float = 1.0, check_finite: bool = False, impl: str = "auto"):
         super().__init__(loss_weight, check_finite, impl)
         check_positive("BCKD", "beta", beta)
+        check_non_negative("BCKD", "cls_weight", cls_weight)
+        check_non_negative("BCKD", "box_weight", box_weight)
         self.cls_weight, self.box_weight, self.beta = float(cls_weight), float(box_weight), float(beta)
 
     def parts(self, student: DetectionOutput, teacher: DetectionOutput,
