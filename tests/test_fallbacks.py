@@ -112,3 +112,78 @@ def test_compiler_failed_sorts_errors():
                     dynamo_exc.TorchRuntimeError("fake tensor op failed"), dynamo_exc.ObservedKeyError("key")]
     assert [compiler_failed(error) for error in compiler] == [True] * len(compiler)
     assert [compiler_failed(error) for error in not_compiler] == [False] * len(not_compiler)
+
+
+def test_new_argument_variants_past_the_limit_run_eagerly(compiles):
+    """Each new float value or dtype is a new graph (dynamo guards on them) until MAX_VARIANTS; later ones run
+    eagerly, so a user never meets dynamo's recompile limit (8) nor a recompile per new tau."""
+    from kdloss.ops._compile import MAX_VARIANTS
+
+    def scaled(x, factor):
+        return x * factor
+
+    compiled = LazyCompiled(scaled)
+    x = torch.arange(6.0)
+    for factor in range(1, 13):
+        torch.testing.assert_close(compiled(x, float(factor)), x * factor)
+    assert len(compiles) == MAX_VARIANTS
+    for size in (3, 7, 11):  # sizes are dynamic: a known variant of another size compiles nothing new
+        compiled(torch.ones(size), 1.0)
+    assert len(compiles) == MAX_VARIANTS
+
+
+def test_cwd_over_many_taus_and_dtypes_prints_no_recompile_warning():
+    """A user's detector calling CWD with new temperatures and dtypes: same numbers as eager, and dynamo's
+    recompile-limit warning (which it prints to stderr through logging) never appears."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from kdloss import CWD
+for tau in [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]:
+    for dtype in (torch.float32, torch.float64):
+        s, t = torch.randn(2, 4, 8, 8, dtype=dtype), torch.randn(2, 4, 8, 8, dtype=dtype)
+        torch.testing.assert_close(CWD(tau=tau)(s, t), CWD(tau=tau, impl="eager")(s, t))
+print("done")
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "done" in run.stdout, run.stderr[-2000:]
+    assert "recompile_limit" not in run.stderr and "recompil" not in run.stderr.lower(), run.stderr[-2000:]
+
+
+def test_auto_on_cuda_is_the_fastest_measured_there(monkeypatch):
+    """``CUDA_AUTO`` is re-derived from the committed GPU benchmark: for each loss the fastest of kdloss's
+    implementations (eager, fused, compile) in benchmarks/results-cuda.json, CWD's from the per-level rows of
+    benchmarks/gpu-check-h200.log (fastest at every level); L1, never measured, is eager."""
+    import json
+    import re
+    from pathlib import Path
+
+    import kdloss.ops as ops
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    rows = json.loads((root / "results-cuda.json").read_text())["rows"]
+    names = {"bckd": "BCKD", "crosskd": "CrossKD", "pkd": "PKD", "ld": "LD", "l2": "L2", "mgd": "MGD",
+             "mimic": "Mimic"}
+    expected = {}
+    for loss, name in names.items():
+        times = {r["impl"]: r["ms"] for r in rows if r["loss"] == loss and r["impl"] in ("eager", "fused", "compile")}
+        assert set(times) == {"eager", "fused", "compile"}, loss
+        expected[name] = min(times, key=times.get)
+    cwd_rows = re.findall(r"^cwd\s+P\d \([^)]*\)\s+(eager|fused|compile)\s+([\d.]+)",
+                          (root / "gpu-check-h200.log").read_text(), re.M)
+    levels = {}
+    for impl, ms in cwd_rows:
+        levels.setdefault(impl, []).append(float(ms))
+    winners = {min(levels, key=lambda impl: levels[impl][i]) for i in range(3)}
+    assert len(winners) == 1
+    expected["CWD"] = winners.pop()
+    expected["L1"] = "eager"
+    assert ops.CUDA_AUTO == expected
+    assert all(ops.resolve_impl(name, "auto") == "fused" for name in expected)  # CPU (and no inputs): fused
+    assert ops.resolve_impl("CWD", "auto", torch.zeros(1)) == "fused"
+    monkeypatch.setattr(ops, "_device_of", lambda inputs: torch.device("cuda"))
+    for name, impl in expected.items():
+        assert ops.resolve_impl(name, "auto", object()) == impl
+        assert ops.resolve_impl(name, "eager", object()) == "eager"

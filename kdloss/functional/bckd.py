@@ -58,14 +58,14 @@ def bckd_parts(
             their (small) teacher scores and the count grows with the image size.
         impl: ``"eager"`` (:func:`bckd_terms`), ``"fused"`` (:mod:`kdloss.ops.bckd`: class term as one
             autograd Function, box term as one with a hand-written gradient), ``"compile"`` or ``"auto"``
-            (fused).
+            (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         :class:`BCKDParts` of two scalar tensors (float32, or float64 for float64 inputs).
     """
     check_positive("BCKD", "beta", beta)
-    terms = TERMS_IMPLS[resolve_impl("BCKD", impl)]
+    terms = TERMS_IMPLS[resolve_impl("BCKD", impl, student)]
     check_detection_pair("BCKD", student, teacher, need_anchors=True, check_finite=check_finite)
     if student.cls.numel() == 0:
         zero = zero_loss(student.cls, student.box)

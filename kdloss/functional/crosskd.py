@@ -65,7 +65,8 @@ def crosskd_parts(
             ``anchors (A, 2)`` and ``strides (A,)``.
         avg_factor: normaliser of the class term (a positive scalar), or ``None``.
         impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (the compiled
-            build; there is no hand-written kernel) or ``"auto"`` (fused).
+            build; there is no hand-written kernel) or ``"auto"``
+            (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
@@ -74,7 +75,7 @@ def crosskd_parts(
     """
     check_positive("CrossKD", "beta", beta)
     check_positive("CrossKD", "temperature", temperature)
-    terms = TERMS_IMPLS[resolve_impl("CrossKD", impl)]
+    terms = TERMS_IMPLS[resolve_impl("CrossKD", impl, crossed)]
     check_detection_pair("CrossKD", crossed, teacher, need_anchors=True, check_finite=check_finite)
     if crossed.cls.numel() == 0:
         zero = zero_loss(crossed.cls, crossed.box)

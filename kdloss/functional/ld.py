@@ -38,14 +38,15 @@ def ld(student: DetectionOutput, teacher: DetectionOutput, *, temperature: float
         temperature: T (> 0); the official setting is 10.
         avg_factor: the normaliser (a positive scalar), or ``None``.
         impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (the
-            compiled build; there is no hand-written kernel) or ``"auto"`` (fused).
+            compiled build; there is no hand-written kernel) or ``"auto"``
+            (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
     check_positive("LD", "temperature", temperature)
-    terms = TERMS_IMPLS[resolve_impl("LD", impl)]
+    terms = TERMS_IMPLS[resolve_impl("LD", impl, student)]
     check_detection_pair("LD", student, teacher, check_finite=check_finite)
     if student.box.shape[-1] == 1:
         raise ValueError("LD: the heads predict one value per box side (reg_max=1, e.g. YOLO26): there is no "

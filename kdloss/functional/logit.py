@@ -21,7 +21,7 @@ def l1(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto"
     ``impl``: ``"eager"``, ``"fused"`` (one-pass error sums, :mod:`kdloss.ops.errors`), ``"compile"``, ``"auto"``.
     """
     check_detection_pair("L1", student, teacher, check_finite=check_finite)
-    return _mean_over_outputs(student, teacher, 1, resolve_impl("L1", impl))
+    return _mean_over_outputs(student, teacher, 1, resolve_impl("L1", impl, student))
 
 
 def l2(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto", check_finite: bool = False) -> Tensor:
@@ -31,7 +31,7 @@ def l2(student: DetectionOutput, teacher: DetectionOutput, *, impl: str = "auto"
     Inputs, result and ``impl`` as for :func:`l1`.
     """
     check_detection_pair("L2", student, teacher, check_finite=check_finite)
-    return _mean_over_outputs(student, teacher, 2, resolve_impl("L2", impl))
+    return _mean_over_outputs(student, teacher, 2, resolve_impl("L2", impl, student))
 
 
 def _mean_over_outputs(student: DetectionOutput, teacher: DetectionOutput, power: int, impl: str) -> Tensor:

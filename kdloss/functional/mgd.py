@@ -59,7 +59,7 @@ def mgd(
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
     check_positive("MGD", "alpha_mgd", alpha_mgd)
-    reconstruction = RECONSTRUCTION_IMPLS[resolve_impl("MGD", impl)]
+    reconstruction = RECONSTRUCTION_IMPLS[resolve_impl("MGD", impl, student)]
     if not 0.0 <= lambda_mgd < 1.0:
         raise ValueError(f"MGD: lambda_mgd must be in [0, 1), got {lambda_mgd}")
     s_levels, t_levels = feature_levels("MGD", student, teacher, check_finite=check_finite)

@@ -25,7 +25,7 @@ def mimic(student: FeatureLevels, teacher: FeatureLevels, *, impl: str = "auto",
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
-    level = LEVEL_IMPLS[resolve_impl("Mimic", impl)]
+    level = LEVEL_IMPLS[resolve_impl("Mimic", impl, student)]
     s_levels, t_levels = feature_levels("Mimic", student, teacher, check_finite=check_finite)
     return sum(level(s, t) if s.numel() else zero_loss(s) for s, t in zip(s_levels, t_levels))
 

@@ -1,5 +1,6 @@
 """Fused implementations (custom autograd Functions and their kernels), each beside the eager reference
-it is tested against. Selected with ``impl="fused"`` (the default through ``impl="auto"``)."""
+it is tested against. Selected with ``impl="fused"`` (what ``impl="auto"`` means on the CPU; on CUDA it picks
+per loss, :func:`resolve_impl`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,38 @@ IMPLS = ("auto", "eager", "fused", "compile")
 KERNELS = ("auto", "triton", "compiled", "torch")
 
 
-def resolve_impl(loss: str, impl: str) -> str:
-    """``auto`` is ``fused``: the fastest on this project's CPU, and the leanest in memory on CPU and GPU. On an
-    H200 it was also the fastest only for BCKD, CrossKD and PKD (README, "On a GPU")."""
+# impl="auto" on CUDA: for each loss, the implementation the committed H200 benchmark measured fastest
+# (benchmarks/results-cuda.json; CWD's rows are in benchmarks/gpu-check-h200.log, eager fastest at P3, P4 and P5).
+# L1 was not measured on a GPU: eager, as for L2, its twin. tests/test_fallbacks.py re-derives this table.
+CUDA_AUTO = {"BCKD": "compile", "CrossKD": "compile", "PKD": "fused", "CWD": "eager", "LD": "eager", "L1": "eager",
+             "L2": "eager", "MGD": "eager", "Mimic": "eager"}
+
+
+def resolve_impl(loss: str, impl: str, inputs: object = None) -> str:
+    """The implementation ``impl`` means for ``loss`` on the device of ``inputs`` (a tensor, a list of them or a
+    :class:`kdloss.DetectionOutput`).
+
+    ``auto`` is ``fused`` on the CPU (the fastest on this project's CPU, and the leanest in memory) and on
+    CUDA the one measured fastest there (:data:`CUDA_AUTO`: never one slower than eager in that benchmark;
+    docs/performance.md "On a GPU"). Other names are returned as they are; an unknown one is a ``ValueError``.
+    """
     if impl not in IMPLS:
         raise ValueError(f"{loss}: impl must be one of {IMPLS}, got {impl!r}")
-    return "fused" if impl == "auto" else impl
+    if impl != "auto":
+        return impl
+    device = _device_of(inputs)
+    if device is not None and device.type == "cuda":
+        return CUDA_AUTO.get(loss, "eager")
+    return "fused"
+
+
+def _device_of(inputs: object) -> torch.device | None:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.device
+    if isinstance(inputs, (list, tuple)):
+        return _device_of(inputs[0]) if inputs else None
+    cls = getattr(inputs, "cls", None)  # a DetectionOutput
+    return cls.device if isinstance(cls, torch.Tensor) else None
 
 
 def select_kernels(loss: str, tensor: torch.Tensor, kernels: str, *, has_triton: bool) -> str:

@@ -17,6 +17,9 @@ INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
 # default (unspecialised, symbolic floats) a kernel using ``x.pow(beta)`` beside another use of ``beta``
 # returned the first call's result for later betas (tests/test_impls.py::test_compiled_kernels_follow_a_new_beta).
 DYNAMO_CONFIG = {"specialize_float": True}
+# Graphs one compiled kernel may build before new argument variants run eagerly; below dynamo's
+# recompile_limit (8), so that its warning is never reached.
+MAX_VARIANTS = 6
 
 
 def compiler_failed(error: Exception) -> bool:
@@ -40,6 +43,11 @@ class LazyCompiled:
     (changing H, W and batch) from recompiling every step; float arguments are specialised
     (:data:`DYNAMO_CONFIG`), so a new tau or beta compiles once more.
 
+    Each new *variant* of the arguments (the dtypes, devices, ranks and gradient flags of the tensors, which
+    sizes are 0 or 1, and the values of Python numbers: what dynamo guards on) compiles a graph. After
+    :data:`MAX_VARIANTS` variants a new one runs ``fn`` eagerly (the same numbers, tested) instead of
+    recompiling: no recompile per new tau or dtype, and never dynamo's recompile-limit warning.
+
     If the compiler fails (:func:`compiler_failed`), warns once and calls ``fn`` from then on (``failed``).
     Every other error propagates unchanged and the compiled path stays: the ``ValueError`` of a shape check,
     a ``RuntimeError`` of a tensor op, ``torch.OutOfMemoryError`` (also when the backend ran out of memory
@@ -51,11 +59,17 @@ class LazyCompiled:
         self.name = name or getattr(fn, "__qualname__", repr(fn))
         self.compiled: Callable | None = None
         self.failed = False
+        self.variants: set[tuple] = set()
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
         if self.failed:
             return self.fn(*args, **kwargs)
+        variant = tuple(_guarded(value) for value in (*args, *kwargs.items()))
+        if variant not in self.variants:
+            if len(self.variants) >= MAX_VARIANTS:
+                return self.fn(*args, **kwargs)
+            self.variants.add(variant)
         if self.compiled is None:
             self.compiled = torch.compile(self.fn, dynamic=True, options=INDUCTOR_OPTIONS)
         try:
@@ -70,3 +84,16 @@ class LazyCompiled:
             warnings.warn(f"kdloss: torch.compile of {self.name} failed ({type(error).__name__}: {error}); "
                           "using the eager implementation from now on", RuntimeWarning, stacklevel=2)
             return self.fn(*args, **kwargs)
+
+
+def _guarded(value) -> object:
+    """What dynamo specialises on in one argument (see :class:`LazyCompiled`): sizes are dynamic, but 0 and 1."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):  # a keyword argument
+        return value[0], _guarded(value[1])
+    if isinstance(value, torch.Tensor):
+        return (value.dtype, value.device, value.dim(), value.requires_grad, tuple(min(s, 2) for s in value.shape))
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, tuple(_guarded(v) for v in value)
+    return type(value).__name__
