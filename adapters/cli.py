@@ -23,6 +23,9 @@ commands:
                 [versus=builtin: also pair every method against this one, on the seeds both ran; versus=none: off]
   prune     remove channels of a YOLOv8-style detection model (torch-pruning), save a plain checkpoint
             kdloss prune model=best.pt data=data.yaml ratio=0.5 method=lamp|l1|l2|taylor [output=pruned.pt imgsz=640]
+  pretrain  train a model on the built-in pretraining corpus (16 other classes), the offline stand-in for
+            COCO weights; an interrupted run resumes
+            kdloss pretrain model=yolov8n.yaml [epochs=40 images=3000 imgsz=128 batch=32 project=runs/kdloss-pretrain]
   help      this text (also: kdloss --help)
 
 distill keys:
@@ -53,6 +56,9 @@ def parse_pairs(args: list[str], allowed: set[str]) -> dict:
         if "=" not in word:
             raise ValueError(f"'{word}' is not key=value; see `kdloss --help`")
         key, value = parse_key_value_pair(word)
+        if key in out and out[key] != value:
+            print(f"kdloss: warning: {key} given twice ({out[key]!r}, then {value!r}): using {value!r}",
+                  file=sys.stderr)
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -140,6 +146,14 @@ def prune_command(args: list[str]):
     return report
 
 
+def pretrain_command(args: list[str]):
+    from kdloss.adapters.ultralytics.pretrain import DEFAULTS, pretrain
+
+    best = pretrain(**parse_pairs(args, set(DEFAULTS)))
+    print(f"pretrained: {best}")
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
@@ -147,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     commands = {"distill": distill_command, "demo": demo_command, "experiment": experiment_command,
-                "prune": prune_command}
+                "prune": prune_command, "pretrain": pretrain_command}
     if command not in commands:
         print(f"kdloss: unknown command '{command}'. Commands: {', '.join(commands)}. See `kdloss --help`.",
               file=sys.stderr)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ultralytics import YOLO
 
+from kdloss.adapters.ultralytics.preflight import check_resume, folder_error
 from kdloss.adapters.ultralytics.trainer import distillation_trainer
 
 
@@ -36,8 +37,13 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
     check_paths(student=student, teacher=teacher, data=data)
     optional = {"distill_model": teacher, "data": data, "feature_loss": feature_loss, "logit_loss": logit_loss}
     train_args.update({key: str(value) for key, value in optional.items() if value is not None})
-    if not train_args.get("resume") and ("distill_model" not in train_args or "data" not in train_args):
+    resume = train_args.get("resume")
+    if not resume and ("distill_model" not in train_args or "data" not in train_args):
         raise ValueError("distill() needs teacher= and data= (unless resuming a run with resume=True)")
+    if resume:  # before ultralytics, which starts a new run on its defaults when the checkpoint is finished
+        checkpoint = resume if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else student
+        if str(checkpoint).endswith(".pt"):
+            check_resume(checkpoint, train_args)
     model = YOLO(str(student))
     return model.train(trainer=distillation_trainer(model.task), **train_args)
 
@@ -53,6 +59,8 @@ def check_paths(student: str | Path | None = None, teacher: str | Path | None = 
     for key, value in (("teacher", teacher), ("student", student), ("model", model), ("data", data)):
         if value is None or Path(value).is_file():
             continue
+        if Path(value).is_dir() and key != "data":
+            raise folder_error(key, Path(value))
         if key != "teacher" and Path(value).suffix in {".yaml", ".yml"} and _ships_with_ultralytics(str(value)):
             continue
         raise ValueError(f"{key}={value}: no such file")

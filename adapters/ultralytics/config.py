@@ -9,6 +9,7 @@ where checkpoints (for ``resume``) and the multi-GPU launch script (which rebuil
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from kdloss.schedules import SCHEDULE_KINDS
@@ -106,11 +107,16 @@ class DistillConfig:
         if (self.student_layers is None) != (self.teacher_layers is None):
             raise ValueError("student_layers and teacher_layers go together: give both, or feature_layers")
         for key in ("feature_weight", "logit_weight", "schedule_final_ratio", "bckd_cls_weight", "bckd_box_weight"):
-            if getattr(self, key) is not None and getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value}")
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number, got {value}")
         for key in ("tau", "alpha_mgd", "beta", "ld_temperature"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key} must be a finite number, got {getattr(self, key)}")
         if not 0 <= self.lambda_mgd < 1:
             raise ValueError(f"lambda_mgd must be in [0, 1), got {self.lambda_mgd}")
         if self.crosskd_layer < 1:

@@ -17,6 +17,8 @@ from ultralytics.utils.torch_utils import unwrap_model
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
+from kdloss.adapters.ultralytics.offline import use_local_fonts
+from kdloss.adapters.ultralytics.preflight import check_run, remove_failed_run
 
 
 class AsLoadedMixin:
@@ -85,7 +87,14 @@ class DistillationMixin(AsLoadedMixin):
             overrides["distill_model"] = teacher
         given = {key: overrides[key] for key in DistillConfig.keys() if key in overrides}
         config = DistillConfig.pop_from(overrides)
-        super().__init__(cfg, overrides, _callbacks)
+        check_run(overrides, config, set(given))  # one-line errors before ultralytics makes the run's folder
+        use_local_fonts()  # ultralytics' dataset check would download a font
+        try:
+            super().__init__(cfg, overrides, _callbacks)
+        except BaseException:
+            if not overrides.get("resume"):
+                remove_failed_run(getattr(self, "save_dir", None))
+            raise
         if self.resume:  # the checkpoint's settings win, as for every other ultralytics argument
             saved = {key: getattr(self.args, key) for key in DistillConfig.keys() if hasattr(self.args, key)}
             resumed = DistillConfig.from_dict(saved)  # a key the checkpoint predates takes its default
@@ -100,6 +109,15 @@ class DistillationMixin(AsLoadedMixin):
             setattr(self.args, key, value)
         self.add_callback("on_train_epoch_start", _reset_batch_counter)
         self.add_callback("on_train_batch_start", _update_progress)
+
+    def train(self):
+        """ultralytics' training; a new run that fails before its first checkpoint leaves no run folder behind."""
+        try:
+            return super().train()
+        except BaseException:
+            if not self.resume:
+                remove_failed_run(self.save_dir)
+            raise
 
     def setup_model(self):
         """On resume, rebuild the kdloss model from the checkpoint (student as saved, trained projector)."""
