@@ -100,7 +100,7 @@ def make_craters_dataset(root: str | Path, source: str | Path | None = None, til
     for split, (start, stop) in BANDS.items():
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
-        top, bottom = int(round(start * height)), int(round(stop * height))
+        top, bottom = round(start * height), round(stop * height)
         count = 0
         for y0 in range(top, bottom - tile + 1, stride):
             for x0 in range(0, width - tile + 1, stride):
