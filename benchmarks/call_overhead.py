@@ -4,7 +4,7 @@
 
 Why it exists: on a GPU the loss calls at YOLOv8's shapes take well under a millisecond of device work, so
 what the host spends per call decides whether a ``torch.compile``d kernel beats plain torch
-(README, "On a GPU"). Here, side by side: the eager function, the compiled one called directly (dynamo's
+(docs/performance.md, "On a GPU"). Here, side by side: the eager function, the compiled one called directly (dynamo's
 guard check and inductor's wrapper), the same through :class:`kdloss.ops._compile.LazyCompiled` (which adds
 a ``torch._dynamo.config.patch`` per call), and that patch alone.
 """

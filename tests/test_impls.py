@@ -171,7 +171,7 @@ def _box_pairs():
 
 def _clamp_stops_gradient_at_zero() -> bool:
     """torch 2.14 (the pinned version) gives ``clamp(min=0)`` a zero gradient at exactly 0; torch 2.11 gives 1
-    (seen on the GPU machine, README "On a GPU")."""
+    (seen on the GPU machine, docs/performance.md "On a GPU")."""
     x = torch.zeros(1, requires_grad=True)
     x.clamp(min=0).sum().backward()
     return x.grad.item() == 0.0

@@ -145,8 +145,9 @@ def test_build_criterion_picks_losses_weights_and_align():
 
 
 def test_default_recipe_is_bckd_alone_at_weight_half():
-    """The sweep in README (two datasets, 3 paired seeds) found no gain from CWD on top of BCKD; BCKD's weight 0.5
-    was above 1 with the 200-epoch teachers and 60-epoch students (README "Choosing BCKD's weight")."""
+    """The sweep in docs/results.md (two datasets, 3 paired seeds) found no gain from CWD on top of BCKD; BCKD's
+    weight 0.5 was above 1 with the 200-epoch teachers and 60-epoch students (docs/results.md, "Choosing BCKD's
+    weight")."""
     config = DistillConfig()
     assert (config.feature_loss, config.logit_loss, config.logit_weight) == ("none", "bckd", None)
     model = KDDistillationModel(student("yolov8s.yaml"), student(), config)

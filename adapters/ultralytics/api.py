@@ -23,7 +23,7 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
             (trained as loaded, never rebuilt from yaml). To resume: the run's ``last.pt`` with ``resume=True``.
         teacher: a ``.pt`` checkpoint trained on the same classes (needed unless resuming).
         data: dataset yaml (needed unless resuming).
-        feature_loss: ``none`` (default: the sweep in README found no gain from a feature loss on top of
+        feature_loss: ``none`` (default: the sweep in docs/results.md found no gain from a feature loss on top of
             BCKD) | ``cwd`` | ``mgd`` | ``mimic`` | ``pkd``.
         logit_loss: ``bckd`` (default) | ``ld`` | ``crosskd`` | ``l1`` | ``l2`` | ``none``, or several joined by ``+``
             (``bckd+ld``).

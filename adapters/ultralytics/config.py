@@ -15,15 +15,16 @@ from dataclasses import asdict, dataclass, field, fields
 from kdloss.schedules import SCHEDULE_KINDS
 
 FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "sl2", "none")
-# feature_weight when none is given, from the sweep on the shapes data (README "Paired comparison and sweep"):
-# Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1; CWD and MGD were
+# feature_weight when none is given, from the sweep on the shapes data (docs/results.md, "The sweep that chose
+# the defaults"): Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1; CWD and MGD were
 # level at 1 (and at 0.1 / alpha 2e-6), so they keep their papers' scale.
 # sl2 is ultralytics' own feature term (adapters/ultralytics/sl2.py) at ultralytics' own weight, its `dis`.
 DEFAULT_FEATURE_WEIGHTS = {"cwd": 1.0, "mgd": 1.0, "mimic": 0.1, "pkd": 0.1, "sl2": 6.0}
 LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
 # logit_weight when none is given. BCKD at 0.5, not 1: with the 200-epoch teachers, 0.5 was above 1 where the
 # students trained 60 epochs (+0.012 ± 0.007 mAP50-95 over 12 paired seeds, both datasets) and level at 30;
-# pooled +0.009 ± 0.005 over 19 (README "Choosing BCKD's weight"). The other logit losses keep their papers' 1.
+# pooled +0.009 ± 0.005 over 19 (docs/results.md, "Choosing BCKD's weight"). The other logit losses keep their
+# papers' 1.
 DEFAULT_LOGIT_WEIGHTS = {"bckd": 0.5}
 # What BCKD, LD and CrossKD divide by in ultralytics training (their avg_factor), read from the student's
 # assigner in the same step: ultralytics' own target_scores_sum (what its cls/box/DFL losses divide by), or the

@@ -99,7 +99,7 @@ for name in TEACHERS:
             print(f"paired {a} − {b}: {result[0]:+.4f} ± {result[1]:.4f} ({result[2]} seeds won)")
 
 # BCKD's weight, 0.5 against 1, pooled over the experiments with the 200-epoch teachers (both datasets; each seed
-# of each experiment a pair), by the students' schedule and over both: README "Choosing BCKD's weight"
+# of each experiment a pair), by the students' schedule and over both: docs/results.md "Choosing BCKD's weight"
 for label, names in (("30-epoch students", ("shapes-t200", "dense-t200")),
                      ("60-epoch students", ("shapes-t200-e60", "dense-t200-e60")),
                      ("both schedules", ("shapes-t200", "dense-t200", "shapes-t200-e60", "dense-t200-e60"))):

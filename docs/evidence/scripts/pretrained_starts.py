@@ -1,0 +1,123 @@
+"""The pretrained-start experiments (docs/experiments/pretrained-starts.md), one stage at a time. From the
+repository root:
+
+    .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
+
+Stages: data, pretrain, baselines, teachers, q1, search, confirm METHOD, prune. Each resumes what is
+unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
+(``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from ultralytics import YOLO
+
+from kdloss.adapters.cli import main as kdloss
+from kdloss.adapters.ultralytics.craters import make_craters_dataset
+from kdloss.adapters.ultralytics.data import make_shapes_dataset
+from kdloss.adapters.ultralytics.pretrain import pretrain
+
+EVIDENCE = Path("runs/evidence")
+OUT = EVIDENCE / "pretrained"
+TARGETS = ("shapes", "dense", "craters")
+SEEDS = "[0,1,2]"
+STUDENT_ARGS = ["epochs=30", "imgsz=128", "batch=32", "workers=2", "device=cpu", "amp=False", "plots=False"]
+SEARCH = ("bckd", "bckd:schedule=cosine:schedule_final_ratio=0.01", "bckd:stop_epochs=10", "cwd", "bckd+cwd",
+          "bckd:avg_factor=positives", "bckd:logit_weight=0.1", "bckd:bckd_cls_weight=0")
+
+
+def data(target: str) -> Path:
+    if target == "craters":
+        return make_craters_dataset(EVIDENCE / "craters")
+    kind = "dense" if target == "dense" else "shapes"
+    return make_shapes_dataset(EVIDENCE / target, train=256, val=64, test=64, imgsz=128, kind=kind)
+
+
+def pretrained(size: str) -> Path:
+    """``assets/corpus-yolov8{size}.pt``, copied from its finished pretraining run."""
+    asset = Path("assets") / f"corpus-yolov8{size}.pt"
+    if not asset.is_file():
+        best = pretrain(model=f"yolov8{size}.yaml")
+        shutil.copyfile(best, asset)
+    return asset
+
+
+def teacher(target: str) -> Path:
+    """The pretrained yolov8s fine-tuned on ``target`` with ultralytics' fine-tune defaults (100 epochs,
+    batch 16), imgsz 128, seed 0."""
+    run = (OUT / f"teacher-{target}").resolve()
+    last, best = run / "weights" / "last.pt", run / "weights" / "best.pt"
+    if last.is_file():
+        if torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1) == -1:
+            return best
+        YOLO(str(last)).train(resume=True)
+        return best
+    YOLO(str(pretrained("s"))).train(data=str(data(target)), epochs=100, batch=16, imgsz=128, seed=0,
+                                     workers=2, device="cpu", amp=False, plots=False, project=str(run.parent),
+                                     name=run.name, exist_ok=True, verbose=False)
+    return best
+
+
+def experiment(target: str, methods: str, student: Path | None = None, project: str | None = None,
+               with_teacher: bool = True) -> None:
+    args = ["experiment", f"data={data(target)}", f"student={student or pretrained('n')}", f"methods={methods}",
+            f"seeds={SEEDS}", f"project={OUT / (project or target)}", *STUDENT_ARGS]
+    if with_teacher:
+        args.append(f"teacher={teacher(target)}")
+    print("kdloss " + " ".join(args), flush=True)
+    if kdloss(args) != 0:
+        raise SystemExit(f"kdloss experiment failed on {target}")
+
+
+def pruned_student() -> Path:
+    """The pretrained yolov8n fine-tuned plainly on shapes (seed 0's baseline), pruned to about half its
+    GFLOPs with LAMP."""
+    output = OUT / "yolov8n-shapes-pruned.pt"
+    if not output.is_file():
+        experiment("shapes", "none", with_teacher=False)
+        fine_tuned = OUT / "shapes" / "none-seed0" / "weights" / "best.pt"
+        code = kdloss(["prune", f"model={fine_tuned}", f"data={data('shapes')}", "ratio=0.5", "method=lamp",
+                       "imgsz=128", f"output={output}"])
+        if code != 0:
+            raise SystemExit("kdloss prune failed")
+    return output
+
+
+def run(stage: str, extra: list[str]) -> None:
+    if stage == "data":
+        for target in TARGETS:
+            print(data(target))
+    elif stage == "pretrain":
+        print(pretrained("n"), pretrained("s"))
+    elif stage == "baselines":
+        for target in TARGETS:
+            experiment(target, "none", with_teacher=False)
+    elif stage == "teachers":
+        for target in TARGETS:
+            print(teacher(target))
+    elif stage == "q1":
+        for target in TARGETS:
+            experiment(target, "none,builtin,bckd")
+    elif stage == "search":
+        experiment("shapes", ",".join(("none", *SEARCH)))
+    elif stage == "confirm":
+        if not extra:
+            raise SystemExit("confirm needs the chosen METHOD")
+        for target in ("dense", "craters"):
+            experiment(target, f"none,{extra[0]}")
+    elif stage == "prune":
+        methods = ",".join(("none", "builtin", "bckd", *extra))
+        experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
+    else:
+        raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, prune")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    run(sys.argv[1], sys.argv[2:])
