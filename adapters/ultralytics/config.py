@@ -16,8 +16,8 @@ from kdloss.schedules import SCHEDULE_KINDS
 
 FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "sl2", "none")
 # feature_weight when none is given, from the sweep on the shapes data (docs/results.md, "The sweep that chose
-# the defaults"): Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1; CWD and MGD were
-# level at 1 (and at 0.1 / alpha 2e-6), so they keep their papers' scale.
+# the defaults"): Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1;
+# CWD and MGD were level at 1 (and at 0.1 / alpha 2e-6), so they keep their papers' scale.
 # sl2 is ultralytics' own feature term (adapters/ultralytics/sl2.py) at ultralytics' own weight, its `dis`.
 DEFAULT_FEATURE_WEIGHTS = {"cwd": 1.0, "mgd": 1.0, "mimic": 0.1, "pkd": 0.1, "sl2": 6.0}
 LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
