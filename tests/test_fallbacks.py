@@ -141,10 +141,11 @@ def test_cwd_over_many_taus_and_dtypes_prints_no_recompile_warning():
     code = """
 import torch
 from kdloss import CWD
+torch.manual_seed(0)
 for tau in [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]:
     for dtype in (torch.float32, torch.float64):
         s, t = torch.randn(2, 4, 8, 8, dtype=dtype), torch.randn(2, 4, 8, 8, dtype=dtype)
-        torch.testing.assert_close(CWD(tau=tau)(s, t), CWD(tau=tau, impl="eager")(s, t))
+        torch.testing.assert_close(CWD(tau=tau)(s, t), CWD(tau=tau, impl="eager")(s, t), rtol=1e-4, atol=1e-5)
 print("done")
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
