@@ -35,6 +35,9 @@ distill keys:
   data=PATH         dataset yaml                                                                [required]
 {kd_keys}
   ...and every `yolo train` key: epochs, imgsz, batch, device, amp, resume, project, name, ...
+
+losses (feature_loss=, logit_loss=; their own keys in brackets):
+{losses}
 """
 
 
@@ -44,6 +47,16 @@ def _kd_help() -> str:
     lines = []
     for f in fields(DistillConfig):
         lines.append(f"  {f.name + '=' + str(f.default):<28}  {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def _losses_help() -> str:
+    from kdloss.adapters.ultralytics.losses import LOSSES
+
+    lines = []
+    for spec in LOSSES:
+        own = f" [{', '.join(spec.keys)}]" if spec.keys else ""
+        lines.append(f"  {spec.name:<8} {spec.family:<8} {spec.help}{own}")
     return "\n".join(lines)
 
 
@@ -157,7 +170,7 @@ def pretrain_command(args: list[str]):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(USAGE.format(kd_keys=_kd_help()))
+        print(USAGE.format(kd_keys=_kd_help(), losses=_losses_help()))
         return 0
     command, rest = argv[0], argv[1:]
     commands = {"distill": distill_command, "demo": demo_command, "experiment": experiment_command,

@@ -57,6 +57,7 @@ def build(variant: str, imgsz: int, device: str):
     from ultralytics.nn.tasks import DetectionModel
 
     from kdloss.adapters.ultralytics import DistillConfig, KDDistillationModel
+    from kdloss.adapters.ultralytics.config import FEATURE_LOSSES
 
     torch.manual_seed(0)
     student = DetectionModel("yolov8n.yaml", nc=6, verbose=False).to(device)
@@ -71,8 +72,8 @@ def build(variant: str, imgsz: int, device: str):
         model = DistillationModel(teacher, student)
     else:
         losses = variant.split()[1].split("+")
-        feature = next((x for x in losses if x in ("cwd", "mgd", "mimic", "pkd")), "none")
-        logit = "+".join(x for x in losses if x not in ("cwd", "mgd", "mimic", "pkd")) or "none"
+        feature = next((x for x in losses if x in FEATURE_LOSSES), "none")
+        logit = "+".join(x for x in losses if x not in FEATURE_LOSSES) or "none"
         model = KDDistillationModel(teacher, student, DistillConfig(feature_loss=feature, logit_loss=logit,
                                                                     fold_teacher="unfolded" not in variant))
     model.train()

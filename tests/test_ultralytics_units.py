@@ -544,14 +544,23 @@ def test_ddp_script_rebuilds_the_same_config(tmp_path):
     """ultralytics' multi-GPU launch rebuilds the trainer from vars(trainer.args): our keys must survive."""
     from kdloss.adapters.ultralytics import DistillationTrainer
 
-    overrides = {"model": "yolov8n.yaml", "data": "coco8.yaml", "teacher": "t.pt", "feature_loss": "mgd",
+    teacher = _teacher_file(tmp_path / "t.pt")
+    overrides = {"model": "yolov8n.yaml", "data": "coco8.yaml", "teacher": str(teacher), "feature_loss": "mgd",
                  "feature_layers": [15, 18], "tau": 3.0, "project": str(tmp_path), "name": "ddp"}
     trainer = _init_without_dataset(DistillationTrainer, overrides)
     cfg = {**DEFAULT_CFG_DICT, "save_dir": ""}
     rebuilt = _init_without_dataset(DistillationTrainer, vars(trainer.args), cfg=cfg)
     assert rebuilt.distill_config == trainer.distill_config
     assert rebuilt.distill_config.feature_loss == "mgd" and rebuilt.distill_config.feature_layers == [15, 18]
-    assert rebuilt.args.distill_model == "t.pt"
+    assert rebuilt.args.distill_model == str(teacher)
+
+
+def _teacher_file(path):
+    """An untrained yolov8n saved as an ultralytics checkpoint: the trainer checks its teacher file on start."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.save({"model": DetectionModel("yolov8n.yaml", nc=6, verbose=False), "train_args": {}}, path)
+    return path
 
 
 def _init_without_dataset(cls, overrides, cfg=None):
@@ -577,8 +586,8 @@ def test_ultralytics_ddp_script_rebuilds_our_trainer(tmp_path):
     from kdloss.adapters.ultralytics.data import make_shapes_dataset
 
     data = make_shapes_dataset(tmp_path / "shapes", train=4, val=2, imgsz=32)
-    overrides = {"model": "yolov8n.yaml", "data": str(data), "teacher": "t.pt", "feature_loss": "mgd",
-                 "feature_layers": [15, 18], "project": str(tmp_path), "name": "ddp"}
+    overrides = {"model": "yolov8n.yaml", "data": str(data), "teacher": str(_teacher_file(tmp_path / "t.pt")),
+                 "feature_loss": "mgd", "feature_layers": [15, 18], "project": str(tmp_path), "name": "ddp"}
     trainer = DistillationTrainer(overrides=overrides)
     script = Path(generate_ddp_file(trainer))
     code = script.read_text().replace("trainer.train()", "print('CONFIG', trainer.distill_config)")

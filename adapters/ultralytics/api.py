@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ultralytics import YOLO
 
+from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
 from kdloss.adapters.ultralytics.preflight import check_resume, folder_error
 from kdloss.adapters.ultralytics.trainer import distillation_trainer
 
@@ -24,15 +25,10 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
         teacher: a ``.pt`` checkpoint trained on the same classes (needed unless resuming).
         data: dataset yaml (needed unless resuming).
         feature_loss: ``none`` (default: the sweep in docs/results.md found no gain from a feature loss on top of
-            BCKD) | ``cwd`` | ``mgd`` | ``mimic`` | ``pkd``.
-        logit_loss: ``bckd`` (default) | ``ld`` | ``crosskd`` | ``l1`` | ``l2`` | ``none``, or several joined by ``+``
-            (``bckd+ld``).
+            BCKD) | {feature_losses}.
+        logit_loss: ``bckd`` (default) | {logit_losses} | ``none``, or several joined by ``+`` (``bckd+ld``).
         **train_args: every ultralytics train argument (epochs, imgsz, batch, device, amp, resume, project,
-            name, ...) and kdloss's keys (``feature_layers``, ``student_layers``/``teacher_layers``,
-            ``feature_weight``, ``logit_weight``, ``schedule``, ``schedule_final_ratio``, ``schedule_warmup``,
-            ``tau``, ``ld_temperature``, ``alpha_mgd``, ``lambda_mgd``, ``beta``, ``bckd_cls_weight``,
-            ``bckd_box_weight``, ``stop_epochs``; see
-            :class:`DistillConfig`).
+            name, ...) and kdloss's keys ({keys}; see :class:`DistillConfig`).
     """
     check_paths(student=student, teacher=teacher, data=data)
     optional = {"distill_model": teacher, "data": data, "feature_loss": feature_loss, "logit_loss": logit_loss}
@@ -46,6 +42,13 @@ def distill(student: str | Path, teacher: str | Path | None = None, data: str | 
             check_resume(checkpoint, train_args)
     model = YOLO(str(student))
     return model.train(trainer=distillation_trainer(model.task), **train_args)
+
+
+if distill.__doc__:  # the choices and keys from the loss table and the config (no docstrings under python -OO)
+    distill.__doc__ = distill.__doc__.format(
+        feature_losses=" | ".join(f"``{name}``" for name in FEATURE_LOSSES if name != "none"),
+        logit_losses=" | ".join(f"``{name}``" for name in LOGIT_LOSSES if name not in ("none", "bckd")),
+        keys=", ".join(f"``{key}``" for key in DistillConfig.keys() if key not in ("feature_loss", "logit_loss")))
 
 
 def check_paths(student: str | Path | None = None, teacher: str | Path | None = None,

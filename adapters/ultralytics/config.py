@@ -12,20 +12,15 @@ import ast
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from kdloss.adapters.ultralytics.losses import BY_NAME, choices_help, names
 from kdloss.schedules import SCHEDULE_KINDS
 
-FEATURE_LOSSES = ("cwd", "mgd", "mimic", "pkd", "sl2", "none")
-# feature_weight when none is given, from the sweep on the shapes data (docs/results.md, "The sweep that chose
-# the defaults"): Mimic and PKD at weight 1 were worse than the baseline on every seed, level with it at 0.1;
-# CWD and MGD were level at 1 (and at 0.1 / alpha 2e-6), so they keep their papers' scale.
-# sl2 is ultralytics' own feature term (adapters/ultralytics/sl2.py) at ultralytics' own weight, its `dis`.
-DEFAULT_FEATURE_WEIGHTS = {"cwd": 1.0, "mgd": 1.0, "mimic": 0.1, "pkd": 0.1, "sl2": 6.0}
-LOGIT_LOSSES = ("l1", "l2", "bckd", "ld", "crosskd", "none")
-# logit_weight when none is given. BCKD at 0.5, not 1: with the 200-epoch teachers, 0.5 was above 1 where the
-# students trained 60 epochs (+0.012 ± 0.007 mAP50-95 over 12 paired seeds, both datasets) and level at 30;
-# pooled +0.009 ± 0.005 over 19 (docs/results.md, "Choosing BCKD's weight"). The other logit losses keep their
-# papers' 1.
-DEFAULT_LOGIT_WEIGHTS = {"bckd": 0.5}
+FEATURE_LOSSES = (*names("feature"), "none")
+LOGIT_LOSSES = (*names("logit"), "none")
+# feature_weight and logit_weight when none is given: each loss's own default (the table's, with the sweep's
+# reasons: BCKD 0.5, Mimic and PKD 0.1, sl2 ultralytics' 6, the others 1).
+DEFAULT_FEATURE_WEIGHTS = {name: BY_NAME[name].default_weight for name in names("feature")}
+DEFAULT_LOGIT_WEIGHTS = {name: BY_NAME[name].default_weight for name in names("logit")}
 # What BCKD, LD and CrossKD divide by in ultralytics training (their avg_factor), read from the student's
 # assigner in the same step: ultralytics' own target_scores_sum (what its cls/box/DFL losses divide by), or the
 # count of positive anchors (what the official BCKD code divides by, num_total_pos).
@@ -39,19 +34,19 @@ class DistillConfig:
     The teacher itself is ultralytics' own ``distill_model`` key (``teacher=`` is accepted as its alias).
     """
 
-    feature_loss: str = field(default="none",
-                              metadata={"help": "cwd | mgd | mimic | pkd | sl2 (ultralytics' own) | none"})
-    logit_loss: str = field(default="bckd",
-                            metadata={"help": "bckd | ld | crosskd | l1 | l2 | none, or several: bckd+ld"})
+    feature_loss: str = field(default="none", metadata={"help": choices_help("feature")})
+    logit_loss: str = field(default="bckd", metadata={"help": choices_help("logit") + ", or several: bckd+ld"})
     feature_layers: list[int] | None = field(
         default=None, metadata={"help": "layer indices in both models (default: the Detect head's inputs)"})
     student_layers: list[int] | None = field(default=None, metadata={"help": "or: student layer indices"})
     teacher_layers: list[int] | None = field(default=None, metadata={"help": "   with teacher layer indices"})
     feature_weight: float | None = field(
         default=None,
-        metadata={"help": "weight of the feature loss (default: cwd 1, mgd 1, mimic 0.1, pkd 0.1, sl2 6)"})
+        metadata={"help": "weight of the feature loss (default: " + ", ".join(
+            f"{name} {weight:g}" for name, weight in DEFAULT_FEATURE_WEIGHTS.items()) + ")"})
     logit_weight: float | None = field(
-        default=None, metadata={"help": "weight of each logit loss (default: bckd 0.5, the others 1)"})
+        default=None, metadata={"help": "weight of each logit loss (default: " + ", ".join(
+            f"{name} {weight:g}" for name, weight in DEFAULT_LOGIT_WEIGHTS.items()) + ")"})
     schedule: str = field(default="constant", metadata={"help": "constant | linear | cosine weight schedule"})
     schedule_final_ratio: float = field(default=0.1, metadata={"help": "linear/cosine: weight ratio at the end"})
     schedule_warmup: float = field(default=0.0, metadata={"help": "fraction of the run ramping weights from 0"})

@@ -21,11 +21,12 @@ from ultralytics.nn.tasks import load_checkpoint
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
-from kdloss import BCKD, CWD, L1, L2, LD, MGD, PKD, CrossKD, DistillationLoss, DistillLoss, Mimic, Schedule
+from kdloss import DistillationLoss, DistillLoss, Schedule
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.crosskd import CrossingPoints, check_crossing, teacher_head_tail
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output, output_branches
-from kdloss.adapters.ultralytics.sl2 import ScoreWeightedL2, teacher_location_scores
+from kdloss.adapters.ultralytics.losses import BY_NAME, Channels, columns
+from kdloss.adapters.ultralytics.sl2 import teacher_location_scores
 
 
 class KDDistillationModel(DistillationModel):
@@ -232,14 +233,8 @@ class KDDistillationModel(DistillationModel):
         return inputs
 
 
-# Column of each distillation term in the progress bar, results.csv and results.png: ultralytics prints
-# each name in an 11-character field (so at most 10 characters keep a space between names) and plots
-# columns whose name contains "loss"; the "kd" prefix keeps them apart from its own (YOLO26 has "l1_loss").
-COLUMN_NAMES = {"cwd": "kdcwd_loss", "mgd": "kdmgd_loss", "mimic": "kdmim_loss", "pkd": "kdpkd_loss",
-                "sl2": "kdsl2_loss", "l1": "kdl1_loss", "l2": "kdl2_loss", "ld": "kdld_loss", "bckd_cls": "kdcls_loss",
-                "bckd_box": "kdbox_loss", "crosskd_cls": "kdxcl_loss", "crosskd_box": "kdxbx_loss",
-                "o2o_l1": "kdol1_loss", "o2o_l2": "kdol2_loss", "o2o_ld": "kdold_loss", "o2o_bckd_cls": "kdocl_loss",
-                "o2o_bckd_box": "kdobx_loss"}
+# Column of each distillation term in the progress bar, results.csv and results.png (the loss table's).
+COLUMN_NAMES = columns()
 
 
 def column_name(part_key: str) -> str:
@@ -386,42 +381,25 @@ def resolve_layers(side: str, model: nn.Module, layers: list[int] | None) -> lis
     return list(layers)
 
 
-def logit_loss(name: str, config: DistillConfig) -> DistillLoss:
-    """The kdloss module for one of ``config``'s logit losses."""
-    if name == "bckd":
-        return BCKD(cls_weight=config.bckd_cls_weight, box_weight=config.bckd_box_weight, beta=config.beta)
-    if name == "ld":
-        return LD(temperature=config.ld_temperature)
-    return L1() if name == "l1" else L2()
-
-
 def build_criterion(
     config: DistillConfig, student_channels: list[int], teacher_channels: list[int],
     crossing_channels: tuple[list[int], list[int]] = ([], []),
 ) -> DistillationLoss:
-    """kdloss losses, weights and schedule for ``config``; the feature loss aligns channels per level, CrossKD
+    """kdloss losses, weights and schedule for ``config``, each loss built by its row of the loss table
+    (:data:`kdloss.adapters.ultralytics.losses.LOSSES`); the feature loss aligns channels per level, CrossKD
     per head branch (``crossing_channels``: student's and teacher's, box branches then class branches)."""
+    channels = Channels(student_channels, teacher_channels, crossing_channels)
     losses: dict[str, DistillLoss] = {}
     weights: dict[str, float] = {}
-    if config.feature_loss == "cwd":
-        losses["cwd"] = CWD(tau=config.tau, student_channels=student_channels, teacher_channels=teacher_channels)
-    elif config.feature_loss == "mimic":
-        losses["mimic"] = Mimic(student_channels=student_channels, teacher_channels=teacher_channels)
-    elif config.feature_loss == "pkd":
-        losses["pkd"] = PKD(student_channels=student_channels, teacher_channels=teacher_channels)
-    elif config.feature_loss == "sl2":
-        losses["sl2"] = ScoreWeightedL2(student_channels, teacher_channels)
-    elif config.feature_loss == "mgd":
-        losses["mgd"] = MGD(student_channels, teacher_channels, alpha_mgd=config.alpha_mgd,
-                            lambda_mgd=config.lambda_mgd)
     if config.feature_loss != "none":
+        losses[config.feature_loss] = BY_NAME[config.feature_loss].build(config, channels)
         weights[config.feature_loss] = config.feature_loss_weight()
     for name in config.logit_losses():
-        losses[name] = CrossKD(*crossing_channels) if name == "crosskd" else logit_loss(name, config)
+        losses[name] = BY_NAME[name].build(config, channels)
         weights[name] = config.logit_loss_weight(name)
     if config.one2one:  # the same logit losses on end-to-end heads' one-to-one branches
         for name in compared_logit_losses(config):
-            losses[f"o2o_{name}"] = logit_loss(name, config)
+            losses[f"o2o_{name}"] = BY_NAME[name].build(config, channels)
             weights[f"o2o_{name}"] = config.logit_loss_weight(name)
     if not losses:
         raise ValueError("feature_loss=none and logit_loss=none: nothing to distill")

@@ -19,10 +19,11 @@ from ultralytics.cfg import get_cfg
 from ultralytics.utils import DEFAULT_CFG, LOGGER
 
 from kdloss.adapters.ultralytics.config import DistillConfig
+from kdloss.adapters.ultralytics.losses import key_owners
 
-# kdloss keys that only act through one loss: giving one without its loss is ignored, so it is warned about
-KEY_OWNERS = {"tau": "cwd", "alpha_mgd": "mgd", "lambda_mgd": "mgd", "beta": "bckd", "bckd_cls_weight": "bckd",
-              "bckd_box_weight": "bckd", "ld_temperature": "ld", "crosskd_layer": "crosskd"}
+# kdloss keys that only act through one loss (the loss table's own keys): one given without its loss is
+# ignored, so it is warned about
+KEY_OWNERS = key_owners()
 IMGSZ_FAR = 1.5  # a run's image size this many times above or below the teacher's training size is warned about
 
 

@@ -67,6 +67,8 @@ def experiment(target: str, methods: str, student: Path | None = None, project: 
                with_teacher: bool = True) -> None:
     args = ["experiment", f"data={data(target)}", f"student={student or pretrained('n')}", f"methods={methods}",
             f"seeds={SEEDS}", f"project={OUT / (project or target)}", *STUDENT_ARGS]
+    if target == "shapes" and project is None:
+        args.append("save_period=1")  # every epoch's checkpoint, for question 2's gradient and disagreement probes
     if with_teacher:
         args.append(f"teacher={teacher(target)}")
     print("kdloss " + " ".join(args), flush=True)
