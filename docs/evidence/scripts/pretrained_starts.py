@@ -3,7 +3,7 @@ repository root:
 
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
-Stages: data, pretrain, baselines, teachers, q1, search, confirm METHOD, prune. Each resumes what is
+Stages: data, pretrain, baselines, teachers, q1, search, confirm METHOD, probe [METHOD], prune. Each resumes what is
 unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -112,11 +112,19 @@ def run(stage: str, extra: list[str]) -> None:
             raise SystemExit("confirm needs the chosen METHOD")
         for target in ("dense", "craters"):
             experiment(target, f"none,{extra[0]}")
+    elif stage == "probe":  # question 2, on seed 0 of plain fine-tuning and of the default recipe (and extra)
+        from probe_trained_start import main as probe
+
+        from kdloss.adapters.ultralytics.experiment import run_name
+
+        for method in ("none", "bckd", *extra):
+            probe([str(OUT / "shapes" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes"))])
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
-        raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, prune")
+        raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
+                         "prune")
 
 
 if __name__ == "__main__":
