@@ -95,12 +95,17 @@ def decode_dfl_boxes(box_logits: Tensor, anchors: Tensor, strides: Tensor) -> Te
         ``(B, A, 4)`` boxes ``(x1, y1, x2, y2)``: the expected distance
         ``d = Σ_k softmax(logits)_k · k`` gives ``x1 = (ax − d_left)·stride`` and so on.
     """
+    return boxes_from_distances(dfl_distances(box_logits)[0], anchors, strides)
+
+
+def dfl_distances(box_logits: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(B, A, 4, reg_max)`` DFL logits → the expected distances ``d = Σ_k softmax(logits)_k · k``, ``(B, A, 4)``,
+    and the softmax ``(B, A, 4, reg_max)`` (``None`` for ``reg_max == 1``, where the logit is the distance)."""
     if box_logits.shape[-1] == 1:
-        distances = box_logits[..., 0]
-    else:
-        bins = torch.arange(box_logits.shape[-1], dtype=box_logits.dtype, device=box_logits.device)
-        distances = (box_logits.softmax(-1) * bins).sum(-1)
-    return boxes_from_distances(distances, anchors, strides)
+        return box_logits[..., 0], None
+    bins = torch.arange(box_logits.shape[-1], dtype=box_logits.dtype, device=box_logits.device)
+    probs = box_logits.softmax(-1)
+    return (probs * bins).sum(-1), probs
 
 
 def boxes_from_distances(distances: Tensor, anchors: Tensor, strides: Tensor) -> Tensor:

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss._checks import check_positive, compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair, decode_dfl_boxes, generalized_iou
+from kdloss.functional.parts import ClassBoxParts
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 from kdloss.ops.bckd import bckd_terms_fused
 
-
-class BCKDParts(NamedTuple):
-    """The two terms of BCKD, each already multiplied by its weight and divided by ``avg_factor``."""
-
-    cls: Tensor
-    box: Tensor
+BCKDParts = ClassBoxParts  # BCKD's two terms (one definition for both class-and-box losses)
 
 
 def bckd_parts(

@@ -4,24 +4,18 @@ head features run through the rest of the teacher's head) and the teacher's own 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss._checks import check_positive, compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair, decode_dfl_boxes, generalized_iou
 from kdloss.functional.bckd import resolve_avg_factor, soft_label_class_term
+from kdloss.functional.kl import softmax_kl_terms
+from kdloss.functional.parts import ClassBoxParts
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 
-
-class CrossKDParts(NamedTuple):
-    """The two terms of CrossKD, each already multiplied by its weight and normalised."""
-
-    cls: Tensor
-    box: Tensor
+CrossKDParts = ClassBoxParts  # CrossKD's two terms (one definition for both class-and-box losses)
 
 
 def crosskd_parts(
@@ -101,9 +95,7 @@ def crosskd_terms(crossed_cls: Tensor, teacher_cls: Tensor, crossed_box: Tensor,
     weights = p_t.amax(-1)  # (B, A)
     box_c, box_t = crossed_box.to(dtype), teacher_box.detach().to(dtype)
     if box_c.shape[-1] > 1:
-        log_q_c = F.log_softmax(box_c / temperature, dim=-1)
-        log_q_t = F.log_softmax(box_t / temperature, dim=-1)
-        kl = (log_q_t.exp() * (log_q_t - log_q_c)).sum(-1) * temperature**2  # (B, A, 4)
+        kl = softmax_kl_terms(box_t / temperature, box_c / temperature, dim=-1).sum(-1) * temperature**2  # (B, A, 4)
         kl_sum = (weights * kl.sum(-1)).sum() / 4
     else:
         kl_sum = box_c.new_zeros(())

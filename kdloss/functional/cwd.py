@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
 from kdloss._checks import FeatureLevels, check_positive, compute_dtype, feature_levels, zero_loss
+from kdloss.functional.kl import softmax_kl_terms
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 from kdloss.ops.cwd import cwd_level_fused
@@ -47,9 +47,7 @@ def cwd_level(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
     dtype = compute_dtype(student)
     s = rearrange(student.to(dtype), "n c h w -> (n c) (h w)") / tau
     t = rearrange(teacher.detach().to(dtype), "n c h w -> (n c) (h w)") / tau
-    log_p_t = F.log_softmax(t, dim=1)
-    log_p_s = F.log_softmax(s, dim=1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+    kl = softmax_kl_terms(t, s, dim=1).sum()
     return kl * (tau**2 / (n * c))
 
 

@@ -3,12 +3,12 @@ Detection", arXiv 2102.12252) on the DFL box distributions of YOLOv8/YOLO11 head
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from kdloss._checks import check_positive, compute_dtype, zero_loss
 from kdloss.detection import DetectionOutput, check_detection_pair
 from kdloss.functional.bckd import resolve_avg_factor
+from kdloss.functional.kl import softmax_kl_terms
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 
@@ -61,9 +61,8 @@ def ld_terms(student_box: Tensor, teacher_box: Tensor, teacher_cls: Tensor, temp
              ) -> tuple[Tensor, Tensor]:
     """(``Σ_{b,a} w_ba · ¼ Σ_k kl_bak``, ``Σ_{b,a} max_c p_t``) on validated, non-empty inputs."""
     dtype = compute_dtype(student_box)
-    log_p_s = F.log_softmax(student_box.to(dtype) / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_box.detach().to(dtype) / temperature, dim=-1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).mean(-1) * temperature**2  # (B, A, 4)
+    kl = softmax_kl_terms(teacher_box.detach().to(dtype) / temperature, student_box.to(dtype) / temperature,
+                          dim=-1).mean(-1) * temperature**2  # (B, A, 4)
     weights = teacher_cls.detach().to(dtype).sigmoid().amax(-1)  # (B, A)
     return (weights * kl.sum(-1)).sum() / 4, weights.sum()
 

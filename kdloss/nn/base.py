@@ -30,6 +30,14 @@ class DistillLoss(nn.Module):
         self.check_finite = check_finite
         self.impl = impl
 
+    def forward(self, *args, **kwargs) -> Tensor:
+        """The sum of :meth:`parts` in ``part_names`` order (losses of one part override this instead)."""
+        parts = self.parts(*args, **kwargs)
+        total = parts[self.part_names[0]]
+        for name in self.part_names[1:]:
+            total = total + parts[name]
+        return total
+
     def parts(self, *args, **kwargs) -> dict[str, Tensor]:
         return {"loss": self(*args, **kwargs)}
 

@@ -59,11 +59,6 @@ class CrossKD(DistillLoss):
                                  avg_factor=avg_factor, impl=self.impl, check_finite=self.check_finite)
         return {"cls": cls * self.loss_weight, "box": box * self.loss_weight}
 
-    def forward(self, student_feats: Sequence[Tensor], teacher: DetectionOutput, teacher_head_tail: TeacherHeadTail,
-                avg_factor: float | Tensor | None = None) -> Tensor:
-        parts = self.parts(student_feats, teacher, teacher_head_tail, avg_factor)
-        return parts["cls"] + parts["box"]
-
     def extra_repr(self) -> str:
         return (f"cls_weight={self.cls_weight}, kl_weight={self.kl_weight}, giou_weight={self.giou_weight}, "
                 f"beta={self.beta}, temperature={self.temperature}, {super().extra_repr()}")

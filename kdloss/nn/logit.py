@@ -54,11 +54,6 @@ class BCKD(DistillLoss):
                               check_finite=self.check_finite)
         return {"cls": cls * self.loss_weight, "box": box * self.loss_weight}
 
-    def forward(self, student: DetectionOutput, teacher: DetectionOutput,
-                avg_factor: float | Tensor | None = None) -> Tensor:
-        parts = self.parts(student, teacher, avg_factor)
-        return parts["cls"] + parts["box"]
-
     def extra_repr(self) -> str:
         return f"cls_weight={self.cls_weight}, box_weight={self.box_weight}, beta={self.beta}, {super().extra_repr()}"
 

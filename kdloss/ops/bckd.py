@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
-from kdloss.detection import boxes_from_distances, decode_dfl_boxes, generalized_iou
+from kdloss.detection import boxes_from_distances, decode_dfl_boxes, dfl_distances, generalized_iou
 from kdloss.ops import select_kernels, triton_kernels
 from kdloss.ops._compile import LazyCompiled
 
@@ -143,13 +143,7 @@ def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strid
     """
     dtype = weights.dtype
     logits = box_s.to(dtype)
-    reg_max = logits.shape[-1]
-    if reg_max == 1:
-        distances, probs = logits[..., 0], None
-    else:
-        bins = torch.arange(reg_max, dtype=dtype, device=logits.device)
-        probs = logits.softmax(-1)
-        distances = (probs * bins).sum(-1)
+    distances, probs = dfl_distances(logits)
     decoded_s = boxes_from_distances(distances, anchors, strides)
     decoded_t = decode_dfl_boxes(box_t.to(dtype), anchors, strides)
     giou, g_box = giou_and_grad(decoded_s, decoded_t)
@@ -158,6 +152,7 @@ def bckd_box_value_and_grad(box_s: Tensor, box_t: Tensor, anchors: Tensor, strid
     g_distance = -weights[..., None] * g_box * side * strides.to(dtype)[:, None]  # (B, A, 4)
     if probs is None:
         return total, g_distance[..., None]
+    bins = torch.arange(probs.shape[-1], dtype=dtype, device=logits.device)
     return total, probs * (bins - distances[..., None]) * g_distance[..., None]
 
 
