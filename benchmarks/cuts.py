@@ -46,7 +46,7 @@ def median_ms(fns: dict, rounds: int) -> dict[str, float]:
 def teacher_forward(imgsz: int, batch: int, rounds: int) -> dict:
     from ultralytics.nn.tasks import DetectionModel
 
-    from kdloss.adapters.ultralytics.model import fold_conv_bn
+    from kdloss.adapters.ultralytics.folding import fold_conv_bn
 
     torch.manual_seed(0)
     teacher = DetectionModel("yolov8s.yaml", nc=6, verbose=False).eval()

@@ -13,8 +13,8 @@ from kdloss import DistillLoss
 from kdloss.adapters import cli
 from kdloss.adapters.ultralytics import DistillConfig, distill
 from kdloss.adapters.ultralytics import config as config_module
+from kdloss.adapters.ultralytics.criterion import COLUMN_NAMES, build_criterion
 from kdloss.adapters.ultralytics.losses import BY_NAME, LOSSES, Channels, columns, key_owners
-from kdloss.adapters.ultralytics.model import COLUMN_NAMES, build_criterion
 from kdloss.adapters.ultralytics.preflight import KEY_OWNERS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from ultralytics.utils.tal import make_anchors
 
 from kdloss import BCKD, CWD, MGD, PKD, Mimic
 from kdloss.adapters.ultralytics import DistillConfig, KDDistillationModel
+from kdloss.adapters.ultralytics.criterion import build_criterion
 from kdloss.adapters.ultralytics.heads import detect_head, detection_output
-from kdloss.adapters.ultralytics.model import build_criterion
 from kdloss.adapters.ultralytics.trainer import _update_progress
 
 
@@ -421,7 +421,7 @@ def test_bckd_term_weights_reach_its_two_columns():
 def test_column_names_fit_ultralytics_fields_and_plot():
     """Each name fits the progress bar's 11-character field with a space, contains "loss" (results.png plots
     those) and differs from ultralytics' own loss names of every head (YOLO26: l1_loss)."""
-    from kdloss.adapters.ultralytics.model import COLUMN_NAMES, column_name
+    from kdloss.adapters.ultralytics.criterion import COLUMN_NAMES, column_name
 
     criterion = build_criterion(DistillConfig(feature_loss="cwd"), [8], [8])
     keys = [*criterion.part_keys(), "mgd", "mimic", "pkd", "sl2", "l1", "l2", "ld", "crosskd_cls", "crosskd_box",
@@ -645,7 +645,7 @@ def test_folded_teacher_runs_training_steps_and_is_never_saved():
     import copy
     import pickle
 
-    from kdloss.adapters.ultralytics.model import fold_conv_bn
+    from kdloss.adapters.ultralytics.folding import fold_conv_bn
 
     torch.manual_seed(0)
     teacher = student("yolov8s.yaml")
