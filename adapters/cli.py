@@ -109,7 +109,8 @@ def demo_command(args: list[str]):
 def experiment_command(args: list[str]):
     from ultralytics.utils import DEFAULT_CFG_KEYS
 
-    from kdloss.adapters.ultralytics.experiment import markdown_table, parse_seeds, plot_paired, run_and_summarize
+    from kdloss.adapters.ultralytics.experiment import parse_seeds, run_and_summarize
+    from kdloss.adapters.ultralytics.tables import markdown_table, plot_paired
 
     allowed = (set(DEFAULT_CFG_KEYS) - {"model", "mode", "task", "name", "seed"}) | {"student", "teacher", "methods",
                                                                                     "seeds", "train", "versus"}

@@ -8,18 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdloss.adapters.ultralytics.experiment import (
-    RunResult,
-    cross_machine_pairs,
-    machine_fingerprint,
-    markdown_table,
-    parse_method,
-    parse_seeds,
-    run_experiment,
-    run_name,
-    same_machine,
-    summarize,
-)
+from kdloss.adapters.ultralytics.experiment import RunResult, parse_method, parse_seeds, run_experiment, run_name
+from kdloss.adapters.ultralytics.machine import machine_fingerprint, same_machine
+from kdloss.adapters.ultralytics.pairing import cross_machine_pairs, summarize
+from kdloss.adapters.ultralytics.tables import markdown_table
 
 TINY = {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "plots": False, "amp": False, "device": "cpu",
         "verbose": False}
@@ -194,7 +186,7 @@ def test_older_cpu_fingerprints_match_the_same_setup_with_a_model_name():
 def test_machine_fingerprint_names_versions_instruction_set_and_device(monkeypatch):
     import ultralytics
 
-    from kdloss.adapters.ultralytics.experiment import _cpu_name
+    from kdloss.adapters.ultralytics.machine import _cpu_name
 
     versions = f"torch {torch.__version__}, ultralytics {ultralytics.__version__}"
     cpu = f"{versions}, cpu {torch.backends.cpu.get_cpu_capability()} {_cpu_name()}"
@@ -299,7 +291,8 @@ def test_train_false_reads_back_finished_runs_and_plots(tmp_path):
     from ultralytics.nn.tasks import DetectionModel
 
     from kdloss.adapters.ultralytics.data import make_shapes_dataset
-    from kdloss.adapters.ultralytics.experiment import plot_paired, run_and_summarize, run_name
+    from kdloss.adapters.ultralytics.experiment import run_and_summarize, run_name
+    from kdloss.adapters.ultralytics.tables import plot_paired
 
     data = make_shapes_dataset(tmp_path / "shapes", train=2, val=2, test=2, imgsz=32)
     teacher = tmp_path / "t.pt"

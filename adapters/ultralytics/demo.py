@@ -17,7 +17,8 @@ from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
-from kdloss.adapters.ultralytics.experiment import evaluation_split, markdown_table, parse_seeds, run_and_summarize
+from kdloss.adapters.ultralytics.experiment import evaluation_split, parse_seeds, run_and_summarize
+from kdloss.adapters.ultralytics.tables import markdown_table
 
 DEFAULTS = {"workdir": "runs/kdloss-demo", "epochs": 30, "teacher": "auto", "teacher_epochs": 200, "teacher_batch": 8,
             "imgsz": 128, "batch": 32, "train_images": 256, "val_images": 64, "test_images": 64, "seeds": 1,

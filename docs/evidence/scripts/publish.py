@@ -2,14 +2,9 @@
 import json
 from pathlib import Path
 
-from kdloss.adapters.ultralytics.experiment import (
-    RunResult,
-    markdown_table,
-    paired_deltas,
-    paired_statistics,
-    plot_paired,
-    summarize,
-)
+from kdloss.adapters.ultralytics.experiment import RunResult
+from kdloss.adapters.ultralytics.pairing import paired_deltas, paired_statistics, summarize
+from kdloss.adapters.ultralytics.tables import markdown_table, plot_paired
 
 ORDER = ["none", "bckd+cwd", "builtin", "bckd+sl2", "bckd", "bckd:fold_teacher=false", "bckd:one2one=true", "cwd",
          "cwd:feature_weight=10", "cwd:feature_weight=0.1", "cwd:tau=4", "l2", "l2:logit_weight=2",
