@@ -90,3 +90,11 @@ def test_cli_help_and_distill_docstring_list_every_loss_and_key(capsys):
     for key in DistillConfig.keys():
         assert f"{key}=" in text
         assert f"``{key}``" in distill.__doc__ or f"{key}:" in distill.__doc__  # feature_loss: and logit_loss: args
+
+
+def test_the_loss_benchmark_covers_every_core_loss_of_the_table():
+    """benchmarks.run's case list is the table's losses that the core implements (sl2 is the adapter's own)."""
+    from benchmarks.run import LOSSES as BENCHMARKED
+
+    core = {spec.name for spec in LOSSES if spec.name != "sl2"}
+    assert set(BENCHMARKED) == core
