@@ -163,7 +163,9 @@ def make_corpus(root: str | Path, train: int = 4000, val: int = 200, imgsz: int 
     stamp = root / f".complete-corpus-{train}-{val}-{imgsz}-{seed}"
     if stamp.exists() and yaml_path.exists():
         return yaml_path
-    for stale in root.glob(".complete-*"):
+    if (root / "images").exists() and not list(root.glob(".complete-corpus-*")):
+        raise ValueError(f"{root} holds images that kdloss did not write: give an empty or new folder for the corpus")
+    for stale in root.glob(".complete-corpus-*"):
         stale.unlink()
     for folder in ("images", "labels"):
         shutil.rmtree(root / folder, ignore_errors=True)

@@ -4,8 +4,8 @@ index (``pycda`` 0.1.16, MIT: ``pycda/sample_imgs/holdout_tile.pgm``, 1700 x 170
 
 No package with many annotated photographs ships them on the index (``docs/experiments/pretrained-starts.md``
 lists what was searched), so the photograph is cut into tiles. The three splits are three horizontal bands of
-the photograph (rows 0–60 %, 60–80 %, 80–100 %: train, val, test), tiles overlapping only within their band,
-so that no crater is seen by two splits. A crater is labelled in a tile when its centre lies inside the tile
+the photograph (rows 0–60 %, 60–80 %, 80–100 %: train, val, test) with :data:`GAP` pixels left out between
+two bands, tiles overlapping only within their band, so that no crater is seen by two splits. A crater is labelled in a tile when its centre lies inside the tile
 and at least half of its box does; its box is clipped to the tile. One class, ``crater``.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 PACKAGE = "pycda==0.1.16"
 MEMBERS = ("pycda-0.1.16/pycda/sample_imgs/holdout_tile.pgm", "pycda-0.1.16/pycda/sample_imgs/holdout_tile_labels.csv")
 BANDS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "test": (0.8, 1.0)}  # fractions of the photograph's height
+GAP = 80  # pixels left out between two bands: more than the largest crater (78.5 px), so none reaches two splits
 MIN_INSIDE = 0.5  # the fraction of a crater's box that must lie in a tile for it to be labelled there
 
 
@@ -86,9 +87,13 @@ def make_craters_dataset(root: str | Path, source: str | Path | None = None, til
     """
     root = Path(root).resolve()
     yaml_path = root / "data.yaml"
-    stamp = root / f".complete-craters-{tile}-{stride}"
+    stamp = root / f".complete-craters-{tile}-{stride}-gap{GAP}"
     if stamp.exists() and yaml_path.exists():
         return yaml_path
+    if (root / "images").exists() and not list(root.glob(".complete-craters-*")):
+        raise ValueError(f"{root} holds images that kdloss did not write: give an empty or new folder")
+    for stale in root.glob(".complete-craters-*"):
+        stale.unlink()
     source = Path(source) if source is not None else fetch_sample(root / "cache")
     image = cv2.imread(str(source / "holdout_tile.pgm"), cv2.IMREAD_GRAYSCALE)
     if image is None:
@@ -100,7 +105,8 @@ def make_craters_dataset(root: str | Path, source: str | Path | None = None, til
     for split, (start, stop) in BANDS.items():
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
-        top, bottom = round(start * height), round(stop * height)
+        top = round(start * height) + (GAP // 2 if start > 0 else 0)
+        bottom = round(stop * height) - (GAP // 2 if stop < 1 else 0)
         count = 0
         for y0 in range(top, bottom - tile + 1, stride):
             for x0 in range(0, width - tile + 1, stride):
