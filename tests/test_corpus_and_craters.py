@@ -18,8 +18,8 @@ def test_corpus_classes_are_other_and_more_than_the_targets():
         assert np.abs(outline).max() <= 1.35, name  # about the unit square (the heart's lobes reach 1.3)
 
 
-def test_corpus_boxes_bound_the_visible_pixels_of_each_object():
-    """Each label's box is the bounding box of the pixels its object shows (a lone object on a flat image)."""
+def test_corpus_boxes_lie_in_the_image_and_are_not_degenerate():
+    """Boxes are inside the image, at least 2 pixels wide and high, of a corpus class."""
     rng = np.random.default_rng(3)
     for _ in range(20):
         img, labels = corpus_image(rng, 96, max_objects=12)
@@ -61,10 +61,10 @@ def test_tile_labels_keep_craters_centred_and_mostly_inside_clipped():
 def photograph(tmp_path):
     """A stand-in for pycda's photograph and its labels file, in the same formats (PGM; long, lat, diameter)."""
     rng = np.random.default_rng(0)
-    image = rng.integers(60, 200, (400, 300), dtype=np.uint8)
+    image = rng.integers(60, 200, (900, 300), dtype=np.uint8)
     rows = []
-    for _ in range(60):
-        x, y, d = rng.uniform(0, 300), rng.uniform(0, 400), rng.uniform(4, 20)
+    for _ in range(150):
+        x, y, d = rng.uniform(0, 300), rng.uniform(0, 900), rng.uniform(4, 20)
         cv2.circle(image, (int(x), int(y)), int(d / 2), 20, -1)
         rows.append(f"{x:.2f},{y:.2f},{d:.3f}")
     cv2.imwrite(str(tmp_path / "holdout_tile.pgm"), image)
@@ -82,12 +82,25 @@ def test_craters_dataset_keeps_the_splits_apart(photograph, tmp_path):
         for image in images:
             _, y0, x0 = image.stem.split("_")
             y0, x0 = int(y0), int(x0)
-            assert start * 400 <= y0 and y0 + 64 <= stop * 400  # inside its own band
+            assert start * 900 <= y0 and y0 + 64 <= stop * 900  # inside its own band
             assert cv2.imread(str(image)).shape == (64, 64, 3)
             text = (root / "labels" / split / f"{image.stem}.txt").read_text()
             expected = tile_labels(craters, x0, y0, 64)
             assert len(text.split("\n")) - 1 == len(expected)
     assert "test: images/test" in yaml.read_text() and "0: crater" in yaml.read_text()
+
+
+def test_no_crater_reaches_two_splits(photograph, tmp_path):
+    """Every crater's box meets the tiles of one split at most: the bands are GAP pixels apart."""
+    from kdloss.adapters.ultralytics.craters import GAP
+
+    root = make_craters_dataset(tmp_path / "craters", source=photograph, tile=64, stride=32).parent
+    rows = {split: [int(p.stem.split("_")[1]) for p in (root / "images" / split).glob("*.png")] for split in BANDS}
+    spans = {split: (min(ys), max(ys) + 64) for split, ys in rows.items()}
+    assert spans["train"][1] <= spans["val"][0] - GAP and spans["val"][1] <= spans["test"][0] - GAP
+    for x, y, d in read_craters(photograph / "holdout_tile_labels.csv"):
+        met = [split for split, (top, bottom) in spans.items() if y + d / 2 > top and y - d / 2 < bottom]
+        assert len(met) <= 1, (x, y, d, met)
 
 
 def test_pretrain_bad_keys():

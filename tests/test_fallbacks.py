@@ -133,8 +133,8 @@ def test_new_argument_variants_past_the_limit_run_eagerly(compiles):
 
 
 def test_cwd_over_many_taus_and_dtypes_prints_no_recompile_warning():
-    """A user's detector calling CWD with new temperatures and dtypes: same numbers as eager, and dynamo's
-    recompile-limit warning (which it prints to stderr through logging) never appears."""
+    """A user's detector calling CWD with new temperatures, dtypes, map shapes and grad modes: same numbers as
+    eager, and dynamo's recompile-limit warning (which it prints to stderr through logging) never appears."""
     import subprocess
     import sys
 
@@ -144,8 +144,13 @@ from kdloss import CWD
 torch.manual_seed(0)
 for tau in [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]:
     for dtype in (torch.float32, torch.float64):
-        s, t = torch.randn(2, 4, 8, 8, dtype=dtype), torch.randn(2, 4, 8, 8, dtype=dtype)
-        torch.testing.assert_close(CWD(tau=tau)(s, t), CWD(tau=tau, impl="eager")(s, t), rtol=1e-4, atol=1e-5)
+        for size in ((8, 8), (6, 10)):  # square maps first, then other ones (dynamo guards on equal sizes)
+            for grad in (True, False):
+                s = torch.randn(2, 4, *size, dtype=dtype, requires_grad=grad)
+                t = torch.randn(2, 4, *size, dtype=dtype)
+                with torch.set_grad_enabled(grad):
+                    torch.testing.assert_close(CWD(tau=tau)(s, t), CWD(tau=tau, impl="eager")(s, t),
+                                               rtol=1e-4, atol=1e-5)
 print("done")
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)

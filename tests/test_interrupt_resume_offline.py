@@ -94,9 +94,9 @@ def test_interrupted_run_resumes_from_another_directory_offline(tmp_path):
     net_log = tmp_path / "net.log"
     net_log.touch()
 
-    # relative paths, as typed by a user in their project folder
+    # relative teacher and data paths, as typed by a user in their project folder
     first = kdloss_process(["distill", "student=yolov8n.yaml", "teacher=teacher.pt", "data=shapes/data.yaml",
-                            "project=runs", "name=r", *TRAIN], work, net_log)
+                            f"project={work / 'runs'}", "name=r", *TRAIN], work, net_log)
     run = work / "runs" / "r"
     last = run / "weights" / "last.pt"
     deadline = time.time() + 300

@@ -124,16 +124,57 @@ def test_a_run_that_fails_after_ultralytics_made_its_folder_leaves_none(data, tm
     assert not (tmp_path / "runs" / "r").exists()
 
 
-def test_remove_failed_run_keeps_a_folder_with_a_checkpoint_or_other_files(tmp_path):
-    with_weights, with_notes = tmp_path / "a", tmp_path / "b"
-    for run in (with_weights, with_notes):
+def test_remove_failed_run_keeps_checkpoints_trained_epochs_and_older_files(tmp_path):
+    import os
+    import time
+
+    runs = {name: tmp_path / name for name in ("weights", "epochs", "older", "failed")}
+    for run in runs.values():
         (run / "weights").mkdir(parents=True)
         (run / "args.yaml").write_text("x: 1\n")
-    (with_weights / "weights" / "last.pt").write_bytes(b"x")
-    (with_notes / "notes.txt").write_text("mine\n")
-    preflight.remove_failed_run(with_weights)
-    preflight.remove_failed_run(with_notes)
-    assert (with_weights / "weights" / "last.pt").exists() and (with_notes / "notes.txt").exists()
+        (run / "labels.jpg").write_bytes(b"plot")  # ultralytics' label plot, written before epoch 1
+    (runs["weights"] / "weights" / "last.pt").write_bytes(b"x")
+    (runs["epochs"] / "results.csv").write_text("epoch,loss\n1,0.5\n")  # save=False: an epoch, no checkpoint
+    (runs["older"] / "notes.txt").write_text("mine\n")
+    started = time.time()
+    os.utime(runs["older"] / "notes.txt", (started - 100, started - 100))
+    for run in runs.values():
+        if run.name != "older":
+            for f in run.rglob("*"):
+                os.utime(f, (started, started))
+        preflight.remove_failed_run(run, started)
+    assert (runs["weights"] / "weights" / "last.pt").exists() and (runs["epochs"] / "results.csv").exists()
+    assert (runs["older"] / "notes.txt").exists()
+    assert not runs["failed"].exists()
+
+
+def test_a_trainer_without_a_teacher_leaves_no_folder(data, tmp_path):
+    from kdloss.adapters.ultralytics import DistillationTrainer
+
+    with pytest.raises(ValueError, match="no teacher: pass teacher="):
+        DistillationTrainer(overrides={"model": "yolov8n.yaml", "data": str(data), "project": str(tmp_path),
+                                       "name": "r"})
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_true_resumes_the_given_checkpoint_not_the_newest_run(data, teacher, tmp_path):
+    """ultralytics' resume=True picks the newest run anywhere; kdloss passes on the checkpoint it was given."""
+    run = tmp_path / "runs" / "a"
+    (run / "weights").mkdir(parents=True)
+    last = checkpoint(run / "weights" / "last.pt", epoch=0, optimizer={"state": {}},
+                      train_args={"epochs": 3, "distill_model": str(teacher), "data": str(data)})
+    overrides = {"model": str(last), "resume": True}
+    preflight.check_run(overrides, DistillConfig(), set())
+    assert overrides["resume"] == str(last) and overrides["save_dir"] == str(run)
+
+
+def test_check_data_takes_a_validation_key_and_refuses_a_missing_file(data, tmp_path):
+    text = data.read_text().replace("val: images/val", "validation: images/val")
+    (tmp_path / "v.yaml").write_text(text)
+    preflight.check_data(tmp_path / "v.yaml")
+    with pytest.raises(ValueError, match=r"data=missing/x\.yaml: no such file"):
+        preflight.check_data("missing/x.yaml")
+    preflight.check_data("coco8.yaml")  # ships with ultralytics: left to it
 
 
 def test_check_run_warns_about_ignored_keys_and_a_far_image_size(data, teacher, monkeypatch):
@@ -157,7 +198,16 @@ def test_check_run_stores_absolute_paths(data, teacher, tmp_path, monkeypatch):
     overrides = {"distill_model": teacher.name, "data": str(data), "project": "runs", "epochs": 2, "imgsz": 64}
     preflight.check_run(overrides, DistillConfig(), set())
     assert overrides["distill_model"] == str(teacher.resolve())
-    assert overrides["project"] == str((teacher.parent / "runs").resolve())
+    assert overrides["project"] == "runs"  # ultralytics places a relative project under its runs folder, as ever
+
+
+def test_a_rebuilt_trainer_is_not_checked_or_warned_about_again(teacher, monkeypatch):
+    """ultralytics' DDP workers rebuild the trainer from the run's args (every kdloss key, save_dir set)."""
+    warnings = []
+    monkeypatch.setattr(preflight.LOGGER, "warning", warnings.append)
+    overrides = {"distill_model": str(teacher), "data": "coco8.yaml", "save_dir": "/somewhere/r", "epochs": 1}
+    preflight.check_run(overrides, DistillConfig(), set(DistillConfig.keys()))
+    assert warnings == []
 
 
 def test_a_key_given_twice_is_warned_about(capsys):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ultralytics import YOLO
 
 from kdloss.adapters.ultralytics.config import FEATURE_LOSSES, LOGIT_LOSSES, DistillConfig
-from kdloss.adapters.ultralytics.preflight import check_resume, folder_error
+from kdloss.adapters.ultralytics.preflight import check_resume, folder_error, ships_with_ultralytics
 from kdloss.adapters.ultralytics.trainer import distillation_trainer
 
 
@@ -64,17 +63,6 @@ def check_paths(student: str | Path | None = None, teacher: str | Path | None = 
             continue
         if Path(value).is_dir() and key != "data":
             raise folder_error(key, Path(value))
-        if key != "teacher" and Path(value).suffix in {".yaml", ".yml"} and _ships_with_ultralytics(str(value)):
+        if key != "teacher" and Path(value).suffix in {".yaml", ".yml"} and ships_with_ultralytics(str(value)):
             continue
         raise ValueError(f"{key}={value}: no such file")
-
-
-def _ships_with_ultralytics(name: str) -> bool:
-    """Whether ultralytics resolves the yaml ``name`` from its own package, as it does for ``yolov8n.yaml``
-    (built from ``yolov8.yaml`` at scale n) and ``coco8.yaml``; nothing is downloaded."""
-    from ultralytics.utils.checks import check_yaml
-
-    if Path(name).name != name:
-        return False  # a path, not a name: it had to exist
-    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix  # as ultralytics does
-    return bool(check_yaml(unified, hard=False) or check_yaml(name, hard=False))

@@ -5,8 +5,9 @@ index (``pycda`` 0.1.16, MIT: ``pycda/sample_imgs/holdout_tile.pgm``, 1700 x 170
 No package with many annotated photographs ships them on the index (``docs/experiments/pretrained-starts.md``
 lists what was searched), so the photograph is cut into tiles. The three splits are three horizontal bands of
 the photograph (rows 0–60 %, 60–80 %, 80–100 %: train, val, test) with :data:`GAP` pixels left out between
-two bands, tiles overlapping only within their band, so that no crater is seen by two splits. A crater is labelled in a tile when its centre lies inside the tile
-and at least half of its box does; its box is clipped to the tile. One class, ``crater``.
+two bands, tiles overlapping only within their band, so that no crater is seen by two splits. A crater is
+labelled in a tile when its centre lies inside the tile and at least half of its box does; its box is clipped
+to the tile. One class, ``crater``.
 """
 
 from __future__ import annotations

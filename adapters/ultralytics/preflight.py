@@ -10,6 +10,7 @@ any working directory.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -24,6 +25,10 @@ from kdloss.adapters.ultralytics.losses import key_owners
 # kdloss keys that only act through one loss (the loss table's own keys): one given without its loss is
 # ignored, so it is warned about
 KEY_OWNERS = key_owners()
+# what torch.load raises for a file that is not a checkpoint (empty, truncated, text, another pickle); other
+# errors (out of memory, permissions) propagate as they are
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, AttributeError, ImportError,
+              UnicodeDecodeError, KeyError, IndexError, OSError)  # OSError: a truncated zip archive's seek
 IMGSZ_FAR = 1.5  # a run's image size this many times above or below the teacher's training size is warned about
 
 
@@ -37,9 +42,11 @@ def load_checkpoint_file(key: str, path: str | Path) -> dict:
         raise ValueError(f"{key}={path}: no such file")
     if path.stat().st_size == 0:
         raise ValueError(f"{key}={path}: the file is empty")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{key}={path}: no permission to read it")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # any unreadable file: the reason in one line
+    except UNREADABLE as error:  # a file torch cannot unpickle: the reason in one line
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise ValueError(f"{key}={path} is not a loadable PyTorch checkpoint (truncated, corrupt or not a .pt "
                          f"file: {type(error).__name__}: {reason})") from None
@@ -60,8 +67,9 @@ def folder_error(key: str, path: Path) -> ValueError:
     return ValueError(f"{key}={path} is a folder: give the checkpoint file{hint}")
 
 
-def check_train_args(overrides: dict) -> None:
-    """ultralytics' own type checks of its keys (``epochs=abc``), and sizes that must be positive."""
+def check_train_args(overrides: dict):
+    """ultralytics' own type checks of its keys (``epochs=abc``), and sizes that must be positive; returns the
+    parsed args (ultralytics' defaults filled in)."""
     try:
         args = get_cfg(DEFAULT_CFG, {k: v for k, v in overrides.items() if k not in DistillConfig.keys()})
     except (TypeError, ValueError, SyntaxError, KeyError) as error:
@@ -71,6 +79,7 @@ def check_train_args(overrides: dict) -> None:
         raise ValueError(f"imgsz={args.imgsz!r} must be a positive whole number of pixels (or [h, w])")
     if not isinstance(args.epochs, int) or args.epochs < 1:
         raise ValueError(f"epochs={args.epochs!r} must be a whole number >= 1")
+    return args
 
 
 def check_data(data: str | Path) -> None:
@@ -80,13 +89,17 @@ def check_data(data: str | Path) -> None:
 
     path = Path(data)
     if not path.is_file():
-        return  # a name that ships with ultralytics (coco8.yaml): ultralytics resolves it
+        if ships_with_ultralytics(str(data)):
+            return  # a name that ships with ultralytics (coco8.yaml): ultralytics resolves it
+        raise ValueError(f"data={data}: no such file")
     try:
         spec = YAML.load(path)
     except Exception as error:
         raise ValueError(f"data={data} is not a readable yaml file ({_one_line(error)})") from None
     if not isinstance(spec, dict):
         raise ValueError(f"data={data} is not a dataset yaml (expected keys path, train, val, names)")
+    if "val" not in spec and "validation" in spec:  # ultralytics renames it
+        spec["val"] = spec["validation"]
     missing_keys = [key for key in ("train", "val") if not spec.get(key)]
     if missing_keys:
         raise ValueError(f"data={data} has no {' or '.join(missing_keys)}: key (train and val are required)")
@@ -118,52 +131,60 @@ def check_resume(checkpoint_path: str | Path, overrides: dict) -> dict:
         raise ValueError(f"resume={checkpoint_path}: the run's teacher, {teacher}, is not on this machine; "
                          "pass teacher=PATH to resume with that file")
     data = overrides.get("data") or args.get("data")
-    if data and Path(data).suffix in {".yaml", ".yml"} and not Path(data).is_file() and Path(data).name != data:
+    if data and Path(data).suffix in {".yaml", ".yml"} and not Path(data).is_file() and \
+            not ships_with_ultralytics(str(data)):
         raise ValueError(f"resume={checkpoint_path}: the run's data, {data}, is not on this machine; "
                          "pass data=PATH to resume with that file")
+    if data:
+        check_data(data)
     return args
 
 
 def absolute_paths(overrides: dict) -> None:
-    """Store the teacher, data and project as absolute paths (in place), so the run resumes from anywhere."""
+    """Store the teacher and data as absolute paths (in place), so the run resumes from anywhere (ultralytics
+    stores the run's own folder, ``save_dir``, as an absolute path itself)."""
     for key in ("distill_model", "data"):
         value = overrides.get(key)
         if isinstance(value, (str, Path)) and Path(value).is_file():
             overrides[key] = str(Path(value).resolve())
-    project = overrides.get("project")
-    if isinstance(project, (str, Path)) and project and not Path(project).is_absolute():
-        overrides["project"] = str(Path(project).resolve())
 
 
 def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> None:
     """Everything a new or resumed run is checked for before ultralytics starts it (``overrides`` are
-    ultralytics' keys; ``given``: the kdloss keys the user set). Edits ``overrides`` in place: absolute paths,
-    and on resume the run's own folder (so a resume from another directory continues it there)."""
+    ultralytics' keys; ``given``: the kdloss keys the user set). Edits ``overrides`` in place: absolute teacher
+    and data paths, and on resume the checkpoint to resume and the run's own folder (so a resume from another
+    directory continues that run there, never the newest run ultralytics would pick for ``resume=True``).
+
+    A trainer rebuilt from a run's own args (ultralytics' DDP workers: ``save_dir`` is set) was checked when
+    the run started, and is not checked again."""
     resume = overrides.get("resume")
+    if overrides.get("save_dir") and not resume:
+        return
     if resume:
         path = resume if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else overrides.get("model")
         if path and str(path).endswith(".pt"):
-            if overrides.get("distill_model") and not Path(overrides["distill_model"]).is_file():
-                load_checkpoint_file("teacher", overrides["distill_model"])  # the one-line error for it
+            if overrides.get("distill_model"):
+                load_checkpoint_file("teacher", overrides["distill_model"])  # the one-line error for a bad one
             args = check_resume(path, overrides)
+            overrides["resume"] = str(path)  # this checkpoint, not ultralytics' newest run
             run = Path(path).resolve().parent
             if run.name == "weights":
                 overrides["save_dir"] = str(run.parent)  # continue in the run's folder, wherever we are
-            epochs = args.get("epochs")
-            if isinstance(epochs, int) and config.stop_epochs >= epochs:
-                _stop_epochs_error(config.stop_epochs, epochs)
+            epochs, stop_epochs = args.get("epochs"), args.get("stop_epochs", config.stop_epochs)
+            if isinstance(epochs, int) and isinstance(stop_epochs, int) and stop_epochs >= epochs:
+                _stop_epochs_error(stop_epochs, epochs)
         absolute_paths(overrides)
         return
-    check_train_args(overrides)
+    args = check_train_args(overrides)
     teacher = overrides.get("distill_model")
-    if teacher:
-        checkpoint = load_checkpoint_file("teacher", teacher)
-        _warn_far_image_size(checkpoint, overrides.get("imgsz", DEFAULT_CFG.imgsz), teacher)
+    if not teacher:
+        raise ValueError("no teacher: pass teacher=path/to/teacher.pt (or distill_model=...)")
+    checkpoint = load_checkpoint_file("teacher", teacher)
+    _warn_far_image_size(checkpoint, args.imgsz, teacher)
     if overrides.get("data"):
         check_data(overrides["data"])
-    epochs = overrides.get("epochs", DEFAULT_CFG.epochs)
-    if config.stop_epochs >= epochs:
-        _stop_epochs_error(config.stop_epochs, epochs)
+    if config.stop_epochs >= args.epochs:
+        _stop_epochs_error(config.stop_epochs, args.epochs)
     used = set(config.logit_losses()) | {config.feature_loss}
     for key in sorted(given):
         owner = KEY_OWNERS.get(key)
@@ -173,20 +194,32 @@ def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> None:
     absolute_paths(overrides)
 
 
-def remove_failed_run(save_dir: str | Path | None) -> None:
-    """Remove what ultralytics wrote for a run that failed before its first checkpoint (``args.yaml``, an empty
-    ``weights/``, ``results.csv``), and the folder if nothing else is in it. A folder with a checkpoint, or
-    with files kdloss did not expect, is left as it is."""
+def remove_failed_run(save_dir: str | Path | None, since: float) -> None:
+    """Remove the folder of a run that failed before it trained an epoch: no checkpoint in ``weights/``, no
+    epoch in ``results.csv``, and every file in it written by this run (modified at ``since``, a
+    ``time.time()`` taken when the run started, or later: ``args.yaml``, label plots, ...). A folder with a
+    checkpoint, a finished epoch or any older file (a user's, an earlier run's) is left as it is."""
     if not save_dir or not Path(save_dir).is_dir():
         return
     run = Path(save_dir)
-    weights = run / "weights"
-    if weights.is_dir() and any(weights.iterdir()):
+    files = [f for f in run.rglob("*") if f.is_file()]
+    if any(f.suffix == ".pt" for f in files) or any(f.stat().st_mtime < since - 1 for f in files):
         return
-    expected = {"args.yaml", "results.csv", "weights"}
-    if any(entry.name not in expected for entry in run.iterdir()):
+    results = run / "results.csv"
+    if results.is_file() and len(results.read_text().strip().splitlines()) > 1:
         return
     shutil.rmtree(run, ignore_errors=True)
+
+
+def ships_with_ultralytics(name: str) -> bool:
+    """Whether ultralytics resolves the yaml ``name`` from its own package, as it does for ``yolov8n.yaml``
+    (built from ``yolov8.yaml`` at scale n) and ``coco8.yaml``; nothing is downloaded."""
+    from ultralytics.utils.checks import check_yaml
+
+    if Path(name).name != name:
+        return False  # a path, not a name: it had to exist
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + Path(name).suffix  # as ultralytics does
+    return bool(check_yaml(unified, hard=False) or check_yaml(name, hard=False))
 
 
 def _stop_epochs_error(stop_epochs: int, epochs: int) -> None:

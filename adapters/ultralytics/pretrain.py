@@ -10,6 +10,7 @@ import torch
 from ultralytics import YOLO
 
 from kdloss.adapters.ultralytics.corpus import make_corpus
+from kdloss.adapters.ultralytics.offline import use_local_fonts
 
 DEFAULTS = {"model": "yolov8n.yaml", "epochs": 40, "images": 3000, "val_images": 200, "imgsz": 128, "batch": 32,
             "seed": 0, "workers": 2, "device": "cpu", "project": "runs/kdloss-pretrain", "name": None,
@@ -37,8 +38,10 @@ def pretrain(**options) -> Path:
         checkpoint = torch.load(last, map_location="cpu", weights_only=False)
         if checkpoint.get("epoch", -1) == -1:  # ultralytics marks a finished run's last.pt with epoch -1
             return best
+        use_local_fonts()
         YOLO(str(last)).train(resume=True)
         return best
+    use_local_fonts()  # ultralytics' dataset check would download a font
     data = make_corpus(o["corpus"], train=o["images"], val=o["val_images"], imgsz=o["imgsz"], seed=o["seed"])
     YOLO(str(o["model"])).train(data=str(data), epochs=o["epochs"], imgsz=o["imgsz"], batch=o["batch"],
                                 seed=o["seed"], workers=o["workers"], device=o["device"], project=str(project),

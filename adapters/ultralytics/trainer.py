@@ -4,6 +4,7 @@ added."""
 
 from __future__ import annotations
 
+import time
 from copy import deepcopy
 
 from ultralytics.models.yolo.detect import DetectionTrainer
@@ -23,7 +24,12 @@ from kdloss.adapters.ultralytics.preflight import check_run, remove_failed_run
 
 class AsLoadedMixin:
     """Trains a student loaded from a checkpoint as it is. ultralytics rebuilds a ``.pt`` model from its yaml and
-    copies the weights that fit, which silently turns a pruned model back into the full one."""
+    copies the weights that fit, which silently turns a pruned model back into the full one. Fonts are looked up
+    on this machine only (:func:`use_local_fonts`: ultralytics' dataset check would download one)."""
+
+    def __init__(self, *args, **kwargs):
+        use_local_fonts()
+        super().__init__(*args, **kwargs)
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True):
         """A student loaded from a checkpoint is trained as it is (pruned channels included)."""
@@ -88,12 +94,12 @@ class DistillationMixin(AsLoadedMixin):
         given = {key: overrides[key] for key in DistillConfig.keys() if key in overrides}
         config = DistillConfig.pop_from(overrides)
         check_run(overrides, config, set(given))  # one-line errors before ultralytics makes the run's folder
-        use_local_fonts()  # ultralytics' dataset check would download a font
+        self._started = time.time()
         try:
             super().__init__(cfg, overrides, _callbacks)
         except BaseException:
             if not overrides.get("resume"):
-                remove_failed_run(getattr(self, "save_dir", None))
+                remove_failed_run(getattr(self, "save_dir", None), self._started)
             raise
         if self.resume:  # the checkpoint's settings win, as for every other ultralytics argument
             saved = {key: getattr(self.args, key) for key in DistillConfig.keys() if hasattr(self.args, key)}
@@ -116,7 +122,7 @@ class DistillationMixin(AsLoadedMixin):
             return super().train()
         except BaseException:
             if not self.resume:
-                remove_failed_run(self.save_dir)
+                remove_failed_run(self.save_dir, self._started)
             raise
 
     def setup_model(self):

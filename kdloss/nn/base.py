@@ -32,6 +32,8 @@ class DistillLoss(nn.Module):
 
     def forward(self, *args, **kwargs) -> Tensor:
         """The sum of :meth:`parts` in ``part_names`` order (losses of one part override this instead)."""
+        if type(self).parts is DistillLoss.parts:
+            raise NotImplementedError(f"{type(self).__name__} defines neither forward nor parts")
         parts = self.parts(*args, **kwargs)
         total = parts[self.part_names[0]]
         for name in self.part_names[1:]:

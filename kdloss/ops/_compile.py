@@ -16,9 +16,11 @@ INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
 # Python floats (tau, beta) are specialised: each value gets its own graph, guarded. With torch 2.14's
 # default (unspecialised, symbolic floats) a kernel using ``x.pow(beta)`` beside another use of ``beta``
 # returned the first call's result for later betas (tests/test_impls.py::test_compiled_kernels_follow_a_new_beta).
-DYNAMO_CONFIG = {"specialize_float": True}
-# Graphs one compiled kernel may build before new argument variants run eagerly; below dynamo's
-# recompile_limit (8), so that its warning is never reached.
+# ``recompile_limit``: one argument variant can still take a few graphs (dynamo also guards on grad mode,
+# autocast, strides and which sizes are equal), so the limit is raised from dynamo's 8 for these kernels alone,
+# above what MAX_VARIANTS variants can build, and its warning is not reached.
+DYNAMO_CONFIG = {"specialize_float": True, "recompile_limit": 64}
+# Argument variants one compiled kernel compiles before new ones run eagerly (no recompile per new tau).
 MAX_VARIANTS = 6
 
 
@@ -46,7 +48,9 @@ class LazyCompiled:
     Each new *variant* of the arguments (the dtypes, devices, ranks and gradient flags of the tensors, which
     sizes are 0 or 1, and the values of Python numbers: what dynamo guards on) compiles a graph. After
     :data:`MAX_VARIANTS` variants a new one runs ``fn`` eagerly (the same numbers, tested) instead of
-    recompiling: no recompile per new tau or dtype, and never dynamo's recompile-limit warning.
+    recompiling: no recompile per new tau or dtype. Within a variant dynamo may still build a graph for each
+    grad mode, autocast state or layout it meets; :data:`DYNAMO_CONFIG` raises its recompile limit for these
+    kernels so that its warning is not reached.
 
     If the compiler fails (:func:`compiler_failed`), warns once and calls ``fn`` from then on (``failed``).
     Every other error propagates unchanged and the compiled path stays: the ``ValueError`` of a shape check,

@@ -118,7 +118,9 @@ def run(stage: str, extra: list[str]) -> None:
         from kdloss.adapters.ultralytics.experiment import run_name
 
         for method in ("none", "bckd", *extra):
-            probe([str(OUT / "shapes" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes"))])
+            loss = "bckd" if method == "none" else method  # the plain run is probed with the default's loss
+            probe([str(OUT / "shapes" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes")),
+                   f"method={loss}"])
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")

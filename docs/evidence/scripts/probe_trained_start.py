@@ -46,7 +46,8 @@ def fixed_batches(data: str, args, count: int, batch: int = 32) -> list[dict]:
     return out
 
 
-def student_of(checkpoint: Path) -> torch.nn.Module:
+def student_of(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
+    """The student in a checkpoint (its EMA, as ultralytics evaluates it) and the checkpoint dict."""
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = (ckpt.get("ema") or ckpt["model"]).float()
     return getattr(model, "student_model", model), ckpt
