@@ -3,7 +3,7 @@ repository root:
 
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
-Stages: data, pretrain, baselines, teachers, q1, search, confirm METHOD, probe [METHOD], prune. Each resumes what is
+Stages: data, pretrain, baselines, teachers [TARGET ...], q1, search, confirm METHOD, probe [METHOD], prune. Each resumes what is
 unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -99,8 +99,8 @@ def run(stage: str, extra: list[str]) -> None:
     elif stage == "baselines":
         for target in TARGETS:
             experiment(target, "none", with_teacher=False)
-    elif stage == "teachers":
-        for target in TARGETS:
+    elif stage == "teachers":  # optionally only some targets, e.g. two processes on two cores
+        for target in extra or TARGETS:
             print(teacher(target))
     elif stage == "q1":
         for target in TARGETS:
