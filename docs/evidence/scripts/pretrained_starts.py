@@ -3,7 +3,7 @@ repository root:
 
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
-Stages: data, pretrain, baselines, teachers [TARGET ...], q1, search, confirm METHOD, probe [METHOD], prune. Each resumes what is
+Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search, confirm METHOD, probe [METHOD], prune. Each resumes what is
 unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -103,7 +103,7 @@ def run(stage: str, extra: list[str]) -> None:
         for target in extra or TARGETS:
             print(teacher(target))
     elif stage == "q1":
-        for target in TARGETS:
+        for target in extra or TARGETS:
             experiment(target, "none,builtin,bckd")
     elif stage == "search":
         experiment("shapes", ",".join(("none", *SEARCH)))
