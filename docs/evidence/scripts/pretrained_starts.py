@@ -20,6 +20,7 @@ from ultralytics import YOLO
 from kdloss.adapters.cli import main as kdloss
 from kdloss.adapters.ultralytics.craters import make_craters_dataset
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
+from kdloss.adapters.ultralytics.offline import use_local_fonts
 from kdloss.adapters.ultralytics.pretrain import pretrain
 
 EVIDENCE = Path("runs/evidence")
@@ -55,8 +56,10 @@ def teacher(target: str) -> Path:
     if last.is_file():
         if torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1) == -1:
             return best
+        use_local_fonts()
         YOLO(str(last)).train(resume=True)
         return best
+    use_local_fonts()  # ultralytics' dataset check would download a font
     YOLO(str(pretrained("s"))).train(data=str(data(target)), epochs=100, batch=16, imgsz=128, seed=0,
                                      workers=2, device="cpu", amp=False, plots=False, project=str(run.parent),
                                      name=run.name, exist_ok=True, verbose=False)
