@@ -3,9 +3,9 @@ repository root:
 
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
-Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search, confirm METHOD, probe [METHOD], prune. Each resumes what is
-unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
-(``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
+Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search, confirm METHOD,
+probe [METHOD], prune. Each resumes what is unfinished (ultralytics' resume for the pretraining and the
+teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
 
 from __future__ import annotations
