@@ -5,7 +5,8 @@ repository root:
 
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search, confirm METHOD,
 probe [METHOD], prune. Each resumes what is unfinished (ultralytics' resume for the pretraining and the
-teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
+teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to
+``runs/evidence/pretrained/``.
 """
 
 from __future__ import annotations
