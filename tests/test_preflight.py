@@ -214,3 +214,15 @@ def test_a_key_given_twice_is_warned_about(capsys):
     pairs = cli.parse_pairs(["epochs=1", "epochs=3", "imgsz=64"], {"epochs", "imgsz"})
     assert pairs == {"epochs": 3, "imgsz": 64}
     assert "epochs given twice (1, then 3): using 3" in capsys.readouterr().err
+
+
+def test_resume_drops_the_rows_of_epochs_its_checkpoint_did_not_keep(tmp_path):
+    """Interrupted after epoch 2's row was written but before its checkpoint: the resume trains epoch 2 again,
+    so its first row goes (ultralytics would append a second one)."""
+    csv_file = tmp_path / "results.csv"
+    csv_file.write_text("epoch,time,train/box_loss\n1,10.5,3.2\n2,21.0,2.9\n")
+    preflight.drop_rows_after(csv_file, 1)
+    assert csv_file.read_text() == "epoch,time,train/box_loss\n1,10.5,3.2\n"
+    preflight.drop_rows_after(csv_file, 1)  # nothing more to drop: unchanged
+    assert csv_file.read_text() == "epoch,time,train/box_loss\n1,10.5,3.2\n"
+    preflight.drop_rows_after(tmp_path / "missing.csv", 1)  # no file: nothing to do

@@ -115,9 +115,9 @@ def check_data(data: str | Path) -> None:
                 raise ValueError(f"data={data}: its {split} images, {folder}, are not on this machine")
 
 
-def check_resume(checkpoint_path: str | Path, overrides: dict) -> dict:
+def check_resume(checkpoint_path: str | Path, overrides: dict) -> tuple[dict, int]:
     """The checkpoint of a run to resume: unfinished, with its teacher and data still on this machine
-    (or given anew). Returns the checkpoint's train args."""
+    (or given anew). Returns the checkpoint's train args and how many epochs it had trained."""
     checkpoint = load_checkpoint_file("resume", checkpoint_path)
     args = checkpoint.get("train_args") or {}
     epochs = args.get("epochs")
@@ -137,7 +137,7 @@ def check_resume(checkpoint_path: str | Path, overrides: dict) -> dict:
                          "pass data=PATH to resume with that file")
     if data:
         check_data(data)
-    return args
+    return args, int(checkpoint["epoch"]) + 1
 
 
 def absolute_paths(overrides: dict) -> None:
@@ -149,23 +149,24 @@ def absolute_paths(overrides: dict) -> None:
             overrides[key] = str(Path(value).resolve())
 
 
-def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> None:
+def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> int | None:
     """Everything a new or resumed run is checked for before ultralytics starts it (``overrides`` are
     ultralytics' keys; ``given``: the kdloss keys the user set). Edits ``overrides`` in place: absolute teacher
     and data paths, and on resume the checkpoint to resume and the run's own folder (so a resume from another
     directory continues that run there, never the newest run ultralytics would pick for ``resume=True``).
 
     A trainer rebuilt from a run's own args (ultralytics' DDP workers: ``save_dir`` is set) was checked when
-    the run started, and is not checked again."""
+    the run started, and is not checked again. Returns, on resume, the epochs the checkpoint had trained."""
     resume = overrides.get("resume")
     if overrides.get("save_dir") and not resume:
-        return
+        return None
     if resume:
+        done = None
         path = resume if isinstance(resume, (str, Path)) and not isinstance(resume, bool) else overrides.get("model")
         if path and str(path).endswith(".pt"):
             if overrides.get("distill_model"):
                 load_checkpoint_file("teacher", overrides["distill_model"])  # the one-line error for a bad one
-            args = check_resume(path, overrides)
+            args, done = check_resume(path, overrides)
             overrides["resume"] = str(path)  # this checkpoint, not ultralytics' newest run
             run = Path(path).resolve().parent
             if run.name == "weights":
@@ -174,7 +175,7 @@ def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> None:
             if isinstance(epochs, int) and isinstance(stop_epochs, int) and stop_epochs >= epochs:
                 _stop_epochs_error(stop_epochs, epochs)
         absolute_paths(overrides)
-        return
+        return done
     args = check_train_args(overrides)
     teacher = overrides.get("distill_model")
     if not teacher:
@@ -192,6 +193,20 @@ def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> None:
             LOGGER.warning(f"kdloss: {key}={getattr(config, key)} has no effect: it belongs to {owner}, and this "
                            f"run uses feature_loss={config.feature_loss} logit_loss={config.logit_loss}")
     absolute_paths(overrides)
+    return None
+
+
+def drop_rows_after(results_csv: str | Path, epochs: int) -> None:
+    """Keep the rows of ultralytics' ``results.csv`` up to epoch ``epochs`` (1-based): a run interrupted after an
+    epoch's row was written but before its checkpoint trains that epoch again on resume, which would add it
+    twice."""
+    path = Path(results_csv)
+    if not path.is_file():
+        return
+    header, *rows = path.read_text().splitlines()
+    kept = [row for row in rows if row.strip() and float(row.split(",")[0]) <= epochs]
+    if len(kept) != len(rows):
+        path.write_text("\n".join([header, *kept]) + "\n")
 
 
 def remove_failed_run(save_dir: str | Path | None, since: float) -> None:

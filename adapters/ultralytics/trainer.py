@@ -19,7 +19,7 @@ from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
 from kdloss.adapters.ultralytics.offline import use_local_fonts
-from kdloss.adapters.ultralytics.preflight import check_run, remove_failed_run
+from kdloss.adapters.ultralytics.preflight import check_run, drop_rows_after, remove_failed_run
 
 
 class AsLoadedMixin:
@@ -93,7 +93,7 @@ class DistillationMixin(AsLoadedMixin):
             overrides["distill_model"] = teacher
         given = {key: overrides[key] for key in DistillConfig.keys() if key in overrides}
         config = DistillConfig.pop_from(overrides)
-        check_run(overrides, config, set(given))  # one-line errors before ultralytics makes the run's folder
+        resumed_epochs = check_run(overrides, config, set(given))  # one-line errors before the run's folder
         self._started = time.time()
         try:
             super().__init__(cfg, overrides, _callbacks)
@@ -101,6 +101,8 @@ class DistillationMixin(AsLoadedMixin):
             if not overrides.get("resume"):
                 remove_failed_run(getattr(self, "save_dir", None), self._started)
             raise
+        if self.resume and resumed_epochs is not None:
+            drop_rows_after(self.csv, resumed_epochs)  # an epoch logged but not checkpointed is trained again
         if self.resume:  # the checkpoint's settings win, as for every other ultralytics argument
             saved = {key: getattr(self.args, key) for key in DistillConfig.keys() if hasattr(self.args, key)}
             resumed = DistillConfig.from_dict(saved)  # a key the checkpoint predates takes its default
