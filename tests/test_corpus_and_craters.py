@@ -126,3 +126,14 @@ def test_pretrain_trains_once_then_returns_the_finished_run(tmp_path):
     assert model.nc == len(CORPUS_CLASSES) and list(model.names.values()) == list(CORPUS_CLASSES)
     mtime = best.stat().st_mtime_ns
     assert pretrain(**options) == best and best.stat().st_mtime_ns == mtime  # finished: not trained again
+
+
+def test_a_folder_of_images_kdloss_did_not_write_is_refused_not_deleted(photograph, tmp_path):
+    for name, make in (("corpus", lambda root: make_corpus(root, train=2, val=1, imgsz=32)),
+                       ("craters", lambda root: make_craters_dataset(root, source=photograph, tile=64, stride=32))):
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        (root / "images" / "mine.png").write_bytes(b"x")
+        with pytest.raises(ValueError, match="holds images that kdloss did not write"):
+            make(root)
+        assert (root / "images" / "mine.png").exists()

@@ -19,11 +19,12 @@ and occlusion.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from kdloss.adapters.ultralytics.dataset_folder import reuse_or_clear
 
 CORPUS_CLASSES = ("star", "hexagon", "pentagon", "octagon", "ellipse", "half_disk", "crescent", "arrow",
                   "t_shape", "l_shape", "trapezoid", "frame", "bar", "heart", "chevron", "hourglass")
@@ -161,14 +162,8 @@ def make_corpus(root: str | Path, train: int = 4000, val: int = 200, imgsz: int 
     root = Path(root).resolve()
     yaml_path = root / "data.yaml"
     stamp = root / f".complete-corpus-{train}-{val}-{imgsz}-{seed}"
-    if stamp.exists() and yaml_path.exists():
+    if reuse_or_clear(root, "corpus", stamp):
         return yaml_path
-    if (root / "images").exists() and not list(root.glob(".complete-corpus-*")):
-        raise ValueError(f"{root} holds images that kdloss did not write: give an empty or new folder for the corpus")
-    for stale in root.glob(".complete-corpus-*"):
-        stale.unlink()
-    for folder in ("images", "labels"):
-        shutil.rmtree(root / folder, ignore_errors=True)
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)

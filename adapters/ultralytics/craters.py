@@ -13,7 +13,6 @@ to the tile. One class, ``crater``.
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from kdloss.adapters.ultralytics.dataset_folder import reuse_or_clear
 
 PACKAGE = "pycda==0.1.16"
 MEMBERS = ("pycda-0.1.16/pycda/sample_imgs/holdout_tile.pgm", "pycda-0.1.16/pycda/sample_imgs/holdout_tile_labels.csv")
@@ -89,20 +90,14 @@ def make_craters_dataset(root: str | Path, source: str | Path | None = None, til
     root = Path(root).resolve()
     yaml_path = root / "data.yaml"
     stamp = root / f".complete-craters-{tile}-{stride}-gap{GAP}"
-    if stamp.exists() and yaml_path.exists():
+    if reuse_or_clear(root, "craters", stamp):
         return yaml_path
-    if (root / "images").exists() and not list(root.glob(".complete-craters-*")):
-        raise ValueError(f"{root} holds images that kdloss did not write: give an empty or new folder")
-    for stale in root.glob(".complete-craters-*"):
-        stale.unlink()
     source = Path(source) if source is not None else fetch_sample(root / "cache")
     image = cv2.imread(str(source / "holdout_tile.pgm"), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f"{source / 'holdout_tile.pgm'}: not a readable image")
     craters = read_craters(source / "holdout_tile_labels.csv")
     height, width = image.shape
-    for folder in ("images", "labels"):
-        shutil.rmtree(root / folder, ignore_errors=True)
     for split, (start, stop) in BANDS.items():
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
