@@ -3,7 +3,7 @@ repository root:
 
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
-Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search, confirm METHOD,
+Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
 probe [METHOD], prune. Each resumes what is unfinished (ultralytics' resume for the pretraining and the
 teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to
 ``runs/evidence/pretrained/``.
@@ -109,8 +109,11 @@ def run(stage: str, extra: list[str]) -> None:
     elif stage == "q1":
         for target in extra or TARGETS:
             experiment(target, "none,builtin,bckd")
-    elif stage == "search":
-        experiment("shapes", ",".join(("none", *SEARCH)))
+    elif stage == "search":  # optionally only some candidates, e.g. two processes on two cores
+        unknown = sorted(set(extra) - set(SEARCH))
+        if unknown:
+            raise SystemExit(f"not a pre-registered candidate: {unknown}")
+        experiment("shapes", ",".join(("none", *(extra or SEARCH))))
     elif stage == "confirm":
         if not extra:
             raise SystemExit("confirm needs the chosen METHOD")
