@@ -20,7 +20,7 @@ from kdloss.ops.bckd import (
     giou_and_grad,
 )
 from kdloss.ops.cwd import CWDRowsFunction, cwd_rows_forward, cwd_rows_value_and_grad
-from kdloss.ops.errors import ErrorSumFunction
+from kdloss.ops.errors import ErrorLevelsFunction
 
 IMPLS = ["fused", "compile"]
 SHAPES = [(2, 8, 8, 8), (2, 16, 4, 4)]
@@ -228,11 +228,14 @@ def test_gradcheck_cwd_function_float64():
 
 @pytest.mark.parametrize("power", [1, 2])
 def test_gradcheck_error_sum_function_float64(power):
+    """Two levels with their own scales, both students differentiated."""
     g = torch.Generator().manual_seed(0)
-    t = torch.randn(3, 5, dtype=torch.float64, generator=g)
+    t, u = torch.randn(3, 5, dtype=torch.float64, generator=g), torch.randn(7, dtype=torch.float64, generator=g)
     s = (t + torch.rand(3, 5, dtype=torch.float64, generator=g) + 0.1).requires_grad_(True)  # away from |x| kink
+    r = (u - torch.rand(7, dtype=torch.float64, generator=g) - 0.1).requires_grad_(True)
     for kernels in ("torch", "compiled"):
-        assert torch.autograd.gradcheck(lambda x, k=kernels: ErrorSumFunction.apply(x, t, power, k), (s,))
+        assert torch.autograd.gradcheck(
+            lambda x, y, k=kernels: ErrorLevelsFunction.apply(power, (0.3, 2.0), k, x, y, t, u), (s, r))
 
 
 @pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
@@ -293,7 +296,7 @@ def test_every_fused_function_rejects_unknown_kernels_the_same_way():
     with pytest.raises(ValueError, match="BCKD: " + expected):
         BCKDBoxFunction.apply(out_s.box, out_t.box, out_s.anchors, out_s.strides, torch.ones(2, 20), "fast")
     with pytest.raises(ValueError, match="error sum: " + expected):
-        ErrorSumFunction.apply(s, t, 2, "fast")
+        ErrorLevelsFunction.apply(2, (1.0,), "fast", s, t)
 
 
 @pytest.mark.skipif(not triton_kernels.AVAILABLE, reason="triton not installed")

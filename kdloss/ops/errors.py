@@ -1,17 +1,20 @@
 """Fused sums of squared and absolute errors (Mimic, L2, L1, MGD's reconstruction term).
 
-``Σ (s − t)²`` and ``Σ |s − t|`` in one pass with float32 accumulation, saving only references to the
-inputs; backward writes ``2 (s − t) · g`` or ``sign(s − t) · g`` in one more pass, the gradient being the
-only full-size tensor made.
+``Σ_l scale_l · Σ (s_l − t_l)²`` or ``Σ_l scale_l · Σ |s_l − t_l|`` over one or more levels in one pass with
+float32 accumulation, saving only references to the inputs; backward writes ``2 (s − t) · g`` or
+``sign(s − t) · g`` in one more pass, the gradient being the only full-size tensor made. On CUDA both passes are
+one Triton launch for all levels (:mod:`kdloss.ops.triton_levels`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype
-from kdloss.ops import select_kernels
+from kdloss.ops import select_kernels, triton_levels
 from kdloss.ops._compile import LazyCompiled
 
 
@@ -40,26 +43,57 @@ KERNELS = {
 }
 
 
-class ErrorSumFunction(torch.autograd.Function):
-    """``Σ |s − t|^power`` for power 1 or 2; gradient for the student only."""
+class ErrorLevelsFunction(torch.autograd.Function):
+    """``Σ_l scale_l · Σ |s_l − t_l|^power`` over levels (power 1 or 2); gradients for the students only.
+
+    ``kernels="triton"``: all levels in one launch forward and one backward (:mod:`kdloss.ops.triton_levels`).
+    Other kernels: the one-level sums and gradients above, level by level. Either way only the inputs are saved.
+    """
 
     @staticmethod
-    def forward(ctx, student: Tensor, teacher: Tensor, power: int, kernels: str) -> Tensor:
-        kernels = select_kernels("error sum", student, kernels, has_triton=False)
-        forward, backward = KERNELS[(kernels, power)]
-        with torch.autocast(student.device.type, enabled=False):
-            total = forward(student, teacher)
-        ctx.save_for_backward(student, teacher)
-        ctx.backward_kernel = backward
+    def forward(ctx, power: int, scales: tuple[float, ...], kernels: str, *pairs: Tensor) -> Tensor:
+        levels = len(pairs) // 2
+        students, teachers = pairs[:levels], pairs[levels:]
+        kernels = select_kernels("error sum", students[0], kernels, has_triton=True)
+        if kernels == "triton" and levels > triton_levels.MAX_LEVELS:
+            kernels = "compiled"
+        ctx.kernels, ctx.power, ctx.scales, ctx.levels = kernels, power, scales, levels
+        with torch.autocast(students[0].device.type, enabled=False):
+            if kernels == "triton":
+                students = [s.contiguous() for s in students]
+                teachers = [t.contiguous() for t in teachers]
+                total = triton_levels.error_levels_forward(students, teachers, scales, power)
+            else:
+                forward = KERNELS[(kernels, power)][0]
+                total = sum(forward(s, t) * scale for s, t, scale in zip(students, teachers, scales))
+        ctx.save_for_backward(*students, *teachers)
         return total
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        student, teacher = ctx.saved_tensors
-        with torch.autocast(student.device.type, enabled=False):
-            grad = ctx.backward_kernel(student, teacher, grad_output.to(compute_dtype(student)))
-        return grad, None, None, None
+        saved = ctx.saved_tensors
+        students, teachers = saved[:ctx.levels], saved[ctx.levels:]
+        with torch.autocast(grad_output.device.type, enabled=False):
+            if ctx.kernels == "triton":
+                grads = triton_levels.error_levels_backward(students, teachers, ctx.scales, ctx.power, grad_output)
+            else:
+                backward = KERNELS[(ctx.kernels, ctx.power)][1]
+                grads = [backward(s, t, grad_output.to(compute_dtype(s)) * scale)
+                         for s, t, scale in zip(students, teachers, ctx.scales)]
+        return None, None, None, *grads, *([None] * ctx.levels)
+
+
+def error_levels_fused(students: Sequence[Tensor], teachers: Sequence[Tensor], scales: Sequence[float], power: int,
+                       kernels: str = "auto") -> Tensor:
+    """``Σ_l scale_l · Σ |s_l − t_l|^power`` over same-shape level pairs; the teachers are constants.
+
+    Shapes are free (each ``s_l`` and ``t_l`` the same); the result is a float32 scalar (float64 for float64
+    inputs). On CUDA with Triton, one launch for all levels (at most four; more run level by level).
+    """
+    return ErrorLevelsFunction.apply(power, tuple(float(x) for x in scales), kernels, *students,
+                                     *(t.detach() for t in teachers))
 
 
 def error_sum_fused(student: Tensor, teacher: Tensor, power: int, kernels: str = "auto") -> Tensor:
-    return ErrorSumFunction.apply(student, teacher.detach(), power, kernels)
+    """``Σ |s − t|^power`` of one pair: :func:`error_levels_fused` with one level of scale 1."""
+    return error_levels_fused([student], [teacher], [1.0], power, kernels)

@@ -1,0 +1,113 @@
+"""One Triton launch for a loss's error sums over all its levels (Mimic's feature levels, L1/L2's class and box
+logits): ``Σ_l scale_l · Σ |s_l − t_l|^power`` with power 1 or 2.
+
+Each program takes one block of one level; which level is read from the program's index against the levels'
+first blocks (host integers: no device sync, no recompile across sizes or scales). Forward: each program writes
+its block's scaled partial sum, and the partials are summed. Backward: the same launch writes each block's
+gradient ``g · scale_l · 2 (s − t)`` (or ``g · scale_l · sign(s − t)``), the upstream ``g`` read on the device.
+Forward reads both inputs once and saves nothing new; backward reads them again and writes the gradient: the
+traffic of writing the gradient in the forward and scaling it in the backward, with one rounding to the
+student's dtype instead of two. Up to :data:`MAX_LEVELS` levels per launch.
+
+The torch twin is :mod:`kdloss.ops.errors` (``ErrorLevelsFunction`` runs it for the other kernels); both are
+tested against the plain formula, on the CPU with ``TRITON_INTERPRET=1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from kdloss.ops.triton_kernels import AVAILABLE
+
+MAX_LEVELS = 4
+BLOCK = 2048
+
+if AVAILABLE:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _error_block(S, T, G, n, scale, block, PARTIAL, program, FACTOR, POWER: tl.constexpr,
+                     BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+        idx = block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = idx < n
+        diff = tl.load(S + idx, mask=mask, other=0.0).to(tl.float32) - tl.load(T + idx, mask=mask,
+                                                                                other=0.0).to(tl.float32)
+        if BACKWARD:
+            factor = scale * tl.load(FACTOR)
+            if POWER == 2:
+                grad = diff * (2.0 * factor)
+            else:
+                grad = tl.where(diff > 0, factor, tl.where(diff < 0, -factor, 0.0))
+            tl.store(G + idx, grad.to(G.dtype.element_ty), mask=mask)
+        else:
+            error = diff * diff if POWER == 2 else tl.abs(diff)
+            tl.store(PARTIAL + program, tl.sum(error, 0) * scale)
+
+    @triton.jit(do_not_specialize=["n0", "n1", "n2", "n3", "first1", "first2", "first3"])
+    def _error_levels_kernel(S0, T0, G0, n0, scale0, S1, T1, G1, n1, scale1, S2, T2, G2, n2, scale2,
+                             S3, T3, G3, n3, scale3, first1, first2, first3, PARTIAL, FACTOR, POWER: tl.constexpr,
+                             BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+        program = tl.program_id(0)
+        if program < first1:
+            _error_block(S0, T0, G0, n0, scale0, program, PARTIAL, program, FACTOR, POWER, BACKWARD, BLOCK)
+        elif program < first2:
+            _error_block(S1, T1, G1, n1, scale1, program - first1, PARTIAL, program, FACTOR, POWER, BACKWARD,
+                         BLOCK)
+        elif program < first3:
+            _error_block(S2, T2, G2, n2, scale2, program - first2, PARTIAL, program, FACTOR, POWER, BACKWARD,
+                         BLOCK)
+        else:
+            _error_block(S3, T3, G3, n3, scale3, program - first3, PARTIAL, program, FACTOR, POWER, BACKWARD,
+                         BLOCK)
+
+
+def _launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor], scales: Sequence[float],
+            power: int, partial: Tensor | None, factor: Tensor | None) -> None:
+    levels = len(students)
+    if not 1 <= levels <= MAX_LEVELS:
+        raise ValueError(f"error sums: 1 to {MAX_LEVELS} levels per launch, got {levels}")
+    sizes = [s.numel() for s in students]
+    blocks = [triton.cdiv(n, BLOCK) for n in sizes]
+    firsts = [sum(blocks[:level]) for level in range(1, MAX_LEVELS)]  # the first block of levels 1, 2, 3
+    args = []
+    for level in range(MAX_LEVELS):  # unused levels: level 0's pointers, no elements, no blocks
+        used = level < levels
+        s, t = (students[level], teachers[level]) if used else (students[0], teachers[0])
+        args += [s, t, grads[level] if used and grads else s, sizes[level] if used else 0,
+                 float(scales[level]) if used else 0.0]
+    backward = factor is not None
+    _error_levels_kernel[(sum(blocks),)](*args, *firsts, students[0] if backward else partial,
+                                         factor if backward else partial, POWER=power, BACKWARD=backward,
+                                         BLOCK=BLOCK)
+
+
+def total_blocks(students: Sequence[Tensor]) -> int:
+    return sum(triton.cdiv(s.numel(), BLOCK) for s in students)
+
+
+def error_levels_forward(students: Sequence[Tensor], teachers: Sequence[Tensor], scales: Sequence[float],
+                         power: int) -> Tensor:
+    """``Σ_l scale_l · Σ |s_l − t_l|^power`` as a float32 scalar, in one launch (and the partials' sum).
+
+    ``students``/``teachers``: 1 to :data:`MAX_LEVELS` pairs of same-shape contiguous tensors on one device.
+    """
+    if total_blocks(students) == 0:
+        return torch.zeros((), dtype=torch.float32, device=students[0].device)
+    partial = torch.empty(total_blocks(students), dtype=torch.float32, device=students[0].device)
+    _launch(students, teachers, (), scales, power, partial, None)
+    return partial.sum()
+
+
+def error_levels_backward(students: Sequence[Tensor], teachers: Sequence[Tensor], scales: Sequence[float],
+                          power: int, factor: Tensor) -> list[Tensor]:
+    """The gradients w.r.t. each ``s_l``, ``factor · scale_l · 2 (s_l − t_l)`` (power 2) or
+    ``factor · scale_l · sign(s_l − t_l)`` (power 1), computed in float32 and rounded once to the student's
+    dtype, in one launch; ``factor`` is a one-element float32 tensor read on the device (no host sync)."""
+    grads = [torch.empty_like(s) for s in students]
+    if total_blocks(students):
+        _launch(students, teachers, grads, scales, power, None, factor.reshape(1).float())
+    return grads

@@ -1,0 +1,157 @@
+"""The one-launch error sums over levels (kdloss/ops/triton_levels.py) against the plain formula, in float32 and
+bfloat16, values and gradients: compiled on CUDA, interpreted (TRITON_INTERPRET=1) on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import DEVICE
+
+from kdloss import L1, L2, DetectionOutput, Mimic
+from kdloss.ops import triton_kernels, triton_levels
+from kdloss.ops.errors import error_levels_fused
+
+pytestmark = pytest.mark.skipif(not triton_kernels.AVAILABLE, reason="triton not installed")
+# level sizes: a partial block, several blocks with a ragged end, a small one, a tiny one
+SHAPES = [(2, 3, 5, 7), (2, 8, 20, 20), (5, 11), (3,)]
+SCALES = [0.5, 1.0 / 6400, 2.0, 0.1]
+# float32: rounding of the block sums only. bfloat16: the gradient is rounded once to bfloat16 by both sides, but
+# Triton's interpreter rounds towards zero (the GPU rounds to nearest): one bfloat16 step apart at most.
+GRAD_TOLERANCE = {torch.float32: {"rtol": 1e-6, "atol": 1e-9}, torch.bfloat16: {"rtol": 2**-7, "atol": 1e-12}}
+
+
+def plain_formula(students, teachers, scales, power):
+    """Σ_l scale_l · Σ |s_l − t_l|^power in float64 (the teachers constants)."""
+    return sum(scale * (s.double() - t.double()).abs().pow(power).sum() for s, t, scale in
+               zip(students, teachers, scales))
+
+
+def levels(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    students = [torch.randn(shape, generator=g).to(dtype).to(DEVICE).requires_grad_(True) for shape in SHAPES]
+    teachers = [torch.randn(shape, generator=g).to(dtype).to(DEVICE) for shape in SHAPES]
+    return students, teachers
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("power", [1, 2])
+def test_one_launch_matches_the_plain_formula(power, dtype):
+    students, teachers = levels(dtype)
+    value = error_levels_fused(students, teachers, SCALES, power, kernels="triton")
+    (value * 1.7).backward()  # an upstream gradient that is not 1
+    reference_students = [s.detach().double().requires_grad_(True) for s in students]
+    expected = plain_formula(reference_students, teachers, SCALES, power)
+    (expected * 1.7).backward()
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value.double(), expected, rtol=1e-6, atol=1e-6)
+    for s, reference in zip(students, reference_students):
+        assert s.grad.dtype == dtype and s.grad.shape == s.shape
+        # the reference gradient rounded once to the student's dtype, as eager autograd would give it
+        torch.testing.assert_close(s.grad, reference.grad.to(dtype), **GRAD_TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_triton_matches_the_torch_kernels(power):
+    """The same Function with the CPU kernels: one formula, two builds."""
+    students, teachers = levels(torch.float32, seed=1)
+    triton_value = error_levels_fused(students, teachers, SCALES, power, kernels="triton")
+    triton_value.backward()
+    triton_grads = [s.grad.clone() for s in students]
+    for s in students:
+        s.grad = None
+    torch_value = error_levels_fused(students, teachers, SCALES, power, kernels="torch")
+    torch_value.backward()
+    torch.testing.assert_close(triton_value, torch_value, rtol=1e-6, atol=1e-6)
+    for triton_grad, s in zip(triton_grads, students):
+        torch.testing.assert_close(triton_grad, s.grad, rtol=1e-6, atol=1e-9)
+
+
+def test_all_levels_take_one_launch_each_way(monkeypatch):
+    launches = []
+    launch = triton_levels._launch
+    monkeypatch.setattr(triton_levels, "_launch", lambda *args: launches.append(len(args[0])) or launch(*args))
+    students, teachers = levels(torch.float32)
+    error_levels_fused(students, teachers, SCALES, 2, kernels="triton").backward()
+    assert launches == [4, 4]  # forward and backward, all four levels each time
+
+
+def test_empty_levels_add_nothing_and_get_empty_gradients():
+    g = torch.Generator().manual_seed(4)
+    shapes = [(0, 8, 4, 4), (2, 3, 5, 7), (0,)]
+    students = [torch.randn(shape, generator=g).to(DEVICE).requires_grad_(True) for shape in shapes]
+    teachers = [torch.randn(shape, generator=g).to(DEVICE) for shape in shapes]
+    value = error_levels_fused(students, teachers, [1.0, 0.5, 1.0], 2, kernels="triton")
+    value.backward()
+    torch.testing.assert_close(value.double(), plain_formula(students[1:2], teachers[1:2], [0.5], 2))
+    assert [tuple(s.grad.shape) for s in students] == shapes
+    empty = error_levels_fused(students[::2], teachers[::2], [1.0, 1.0], 2, kernels="triton")
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_non_contiguous_levels_and_no_grad():
+    g = torch.Generator().manual_seed(2)
+    student = torch.randn(2, 6, 9, 9, generator=g).to(DEVICE).transpose(1, 3)  # channels-last-like strides
+    teacher = torch.randn(2, 6, 9, 9, generator=g).to(DEVICE).transpose(1, 3)
+    value = error_levels_fused([student], [teacher], [1.0], 2, kernels="triton")
+    torch.testing.assert_close(value.double(), plain_formula([student], [teacher], [1.0], 2), rtol=1e-6, atol=1e-6)
+    assert not value.requires_grad
+
+
+def test_more_levels_than_one_launch_takes_run_level_by_level():
+    students, teachers = levels(torch.float32)
+    students, teachers = students * 2, teachers * 2  # eight levels
+    scales = SCALES * 2
+    value = error_levels_fused(students, teachers, scales, 2, kernels="triton")
+    torch.testing.assert_close(value.double(), plain_formula(students, teachers, scales, 2), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [Mimic, L1, L2], ids=["mimic", "l1", "l2"])
+def test_losses_take_the_one_launch_path_and_agree_with_eager(make, monkeypatch):
+    """impl="fused" with Triton kernels (as on CUDA) equals impl="eager", values and gradients."""
+    from kdloss.ops import errors
+
+    apply = errors.ErrorLevelsFunction.apply
+    seen = []
+    monkeypatch.setattr(errors.ErrorLevelsFunction, "apply",
+                        lambda power, scales, kernels, *pairs: seen.append(len(pairs) // 2)
+                        or apply(power, scales, "triton", *pairs))
+    g = torch.Generator().manual_seed(3)
+    if make is Mimic:
+        s = [torch.randn(shape, generator=g).to(DEVICE).requires_grad_(True) for shape in SHAPES[:2]]
+        t = [torch.randn(shape, generator=g).to(DEVICE) for shape in SHAPES[:2]]
+        inputs = lambda: ([x.detach().requires_grad_(True) for x in s], t)  # noqa: E731
+        leaves = lambda student: student  # noqa: E731
+    else:
+        def output(requires_grad):
+            cls = torch.randn(2, 30, 5, generator=g).to(DEVICE).requires_grad_(requires_grad)
+            box = torch.randn(2, 30, 4, 16, generator=g).to(DEVICE).requires_grad_(requires_grad)
+            return DetectionOutput(cls=cls, box=box, anchors=torch.rand(30, 2), strides=torch.ones(30))
+        student, teacher = output(True), output(False)
+
+        def inputs():
+            copy = DetectionOutput(cls=student.cls.detach().requires_grad_(True),
+                                   box=student.box.detach().requires_grad_(True), anchors=student.anchors,
+                                   strides=student.strides)
+            return copy, teacher
+        leaves = lambda out: [out.cls, out.box]  # noqa: E731
+    results = []
+    for impl in ("fused", "eager"):
+        student_in, teacher_in = inputs()
+        value = make(impl=impl)(student_in, teacher_in)
+        value.backward()
+        results.append((value, [x.grad for x in leaves(student_in)]))
+    assert seen == [2]  # one Function (one launch each way) for both levels
+    (fused, fused_grads), (eager, eager_grads) = results
+    torch.testing.assert_close(fused, eager, rtol=1e-6, atol=1e-7)
+    for a, b in zip(fused_grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs exist on CUDA only")
+def test_no_host_sync_on_cuda():
+    students, teachers = levels(torch.float32)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        error_levels_fused(students, teachers, SCALES, 2, kernels="triton").backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
