@@ -155,3 +155,58 @@ def test_no_host_sync_on_cuda():
         error_levels_fused(students, teachers, SCALES, 2, kernels="triton").backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+CWD_SHAPES = [(2, 4, 40, 40), (2, 8, 5, 7), (2, 16, 3, 3)]  # rows longer than one block, short ones, ragged
+
+
+def official_cwd_level(s, t, tau):
+    """open-mmlab/mmrazor, mmrazor/models/losses/cwd.py, ``ChannelWiseDivergence.forward`` written out: a softmax
+    over H·W per channel map, ``Σ p_t·log p_t − p_t·log_softmax(s/tau)``, · tau² / (C·N)."""
+    n, c, h, w = s.shape
+    softmax_t = torch.softmax(t.reshape(-1, h * w) / tau, dim=1)
+    log_softmax = torch.nn.LogSoftmax(dim=1)
+    loss = torch.sum(softmax_t * log_softmax(t.reshape(-1, h * w) / tau)
+                     - softmax_t * log_softmax(s.reshape(-1, h * w) / tau)) * tau**2
+    return loss / (c * n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cwd_one_launch_matches_the_official_formula(dtype, monkeypatch):
+    from kdloss import CWD
+
+    launches = []
+    launch = triton_levels._cwd_launch
+    monkeypatch.setattr(triton_levels, "_cwd_launch", lambda *args: launches.append(len(args[0])) or launch(*args))
+    monkeypatch.setattr("kdloss.ops.cwd.select_kernels", lambda *args, **kwargs: "triton")  # as on CUDA
+    g = torch.Generator().manual_seed(5)
+    students = [(torch.randn(shape, generator=g) * 3).to(dtype).to(DEVICE).requires_grad_(True)
+                for shape in CWD_SHAPES]
+    teachers = [(torch.randn(shape, generator=g) * 3).to(dtype).to(DEVICE) for shape in CWD_SHAPES]
+    value = CWD(tau=2.0, impl="fused")(students, teachers)
+    (value * 0.6).backward()
+    assert launches == [3, 3]  # the three levels in one launch each way
+    reference = [s.detach().double().requires_grad_(True) for s in students]
+    expected = sum(official_cwd_level(s, t.double(), 2.0) for s, t in zip(reference, teachers))
+    (expected * 0.6).backward()
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    # p_s − p_t cancels where the two softmaxes agree: float32 leaves ~1e-12 there, so an absolute floor too
+    tolerance = {"rtol": GRAD_TOLERANCE[dtype]["rtol"] if dtype == torch.bfloat16 else 1e-4, "atol": 1e-9}
+    for s, r in zip(students, reference):
+        assert s.grad.dtype == dtype
+        torch.testing.assert_close(s.grad, r.grad.to(dtype), **tolerance)
+
+
+def test_cwd_empty_level_beside_full_ones(monkeypatch):
+    from kdloss.functional import cwd
+
+    monkeypatch.setattr("kdloss.ops.cwd.select_kernels", lambda *args, **kwargs: "triton")
+    g = torch.Generator().manual_seed(6)
+    shapes = [(0, 4, 6, 6), (2, 4, 6, 6)]
+    students = [torch.randn(shape, generator=g).to(DEVICE).requires_grad_(True) for shape in shapes]
+    teachers = [torch.randn(shape, generator=g).to(DEVICE) for shape in shapes]
+    value = cwd(students, teachers, 1.0, impl="fused")
+    value.backward()
+    expected = official_cwd_level(students[1].detach().double(), teachers[1].double(), 1.0)
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    assert tuple(students[0].grad.shape) == shapes[0] and tuple(students[1].grad.shape) == shapes[1]

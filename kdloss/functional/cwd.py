@@ -9,7 +9,7 @@ from kdloss._checks import FeatureLevels, check_positive, compute_dtype, feature
 from kdloss.functional.kl import softmax_kl_terms
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
-from kdloss.ops.cwd import cwd_level_fused
+from kdloss.ops.cwd import cwd_fused
 
 
 def cwd(student: FeatureLevels, teacher: FeatureLevels, tau: float = 1.0, *, impl: str = "auto",
@@ -26,9 +26,9 @@ def cwd(student: FeatureLevels, teacher: FeatureLevels, tau: float = 1.0, *, imp
         teacher: same shapes as ``student``; treated as a constant (no gradient flows into it).
         tau: softmax temperature (> 0).
         impl: ``"eager"`` (this reference), ``"fused"`` (:mod:`kdloss.ops.cwd`: custom autograd Function
-            that never keeps a softmax), ``"compile"`` (``torch.compile`` of the reference) or
-            ``"auto"`` (fused on the CPU; on CUDA the one measured fastest there,
-            :data:`kdloss.ops.CUDA_AUTO`). All give the same numbers.
+            that never keeps a softmax; all levels in one Triton launch on CUDA), ``"compile"``
+            (``torch.compile`` of the reference) or ``"auto"`` (fused on the CPU; on CUDA the one measured
+            fastest there, :data:`kdloss.ops.CUDA_AUTO`). All give the same numbers.
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
@@ -36,8 +36,11 @@ def cwd(student: FeatureLevels, teacher: FeatureLevels, tau: float = 1.0, *, imp
         still back-propagates.
     """
     check_positive("CWD", "tau", tau)
-    level = LEVEL_IMPLS[resolve_impl("CWD", impl, student)]
+    impl = resolve_impl("CWD", impl, student)
     s_levels, t_levels = feature_levels("CWD", student, teacher, check_finite=check_finite)
+    if impl == "fused":
+        return cwd_fused(s_levels, t_levels, tau)
+    level = LEVEL_IMPLS[impl]
     return sum(level(s, t, tau) if s.numel() else zero_loss(s) for s, t in zip(s_levels, t_levels))
 
 
@@ -51,4 +54,4 @@ def cwd_level(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
     return kl * (tau**2 / (n * c))
 
 
-LEVEL_IMPLS = {"eager": cwd_level, "fused": cwd_level_fused, "compile": LazyCompiled(cwd_level)}
+LEVEL_IMPLS = {"eager": cwd_level, "compile": LazyCompiled(cwd_level)}

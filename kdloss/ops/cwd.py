@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kdloss._checks import compute_dtype
-from kdloss.ops import select_kernels, triton_kernels
+from kdloss._checks import compute_dtype, zero_loss
+from kdloss.ops import select_kernels, triton_kernels, triton_levels
 from kdloss.ops._compile import LazyCompiled
 
 
@@ -107,6 +107,45 @@ class CWDRowsFunction(torch.autograd.Function):
             (unscaled,) = ctx.saved_tensors
             grad = (unscaled * factor.to(unscaled.dtype)).to(ctx.student_dtype)
         return grad, None, None, None, None
+
+
+class CWDLevelsFunction(torch.autograd.Function):
+    """``Σ_l scale_l · Σ_r KL(softmax(t_r/tau) ‖ softmax(s_r/tau))`` over the ``(R_l, L_l)`` rows of 1 to
+    :data:`kdloss.ops.triton_levels.MAX_LEVELS` levels, in one Triton launch forward (two floats saved per
+    row) and one backward; gradients for the students only. Triton only: the other kernels run
+    :class:`CWDRowsFunction` level by level."""
+
+    @staticmethod
+    def forward(ctx, tau: float, scales: tuple[float, ...], *pairs: Tensor) -> Tensor:
+        levels = len(pairs) // 2
+        students = [s.contiguous() for s in pairs[:levels]]
+        teachers = [t.contiguous() for t in pairs[levels:]]
+        total, lse_s, lse_t = triton_levels.cwd_levels_forward(students, teachers, scales, 1.0 / tau)
+        ctx.save_for_backward(*students, *teachers, lse_s, lse_t)
+        ctx.tau, ctx.scales, ctx.levels = tau, scales, levels
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        *pairs, lse_s, lse_t = ctx.saved_tensors
+        students, teachers = pairs[:ctx.levels], pairs[ctx.levels:]
+        grads = triton_levels.cwd_levels_backward(students, teachers, lse_s, lse_t, ctx.scales, 1.0 / ctx.tau,
+                                                  grad_output / ctx.tau)
+        return None, None, *grads, *([None] * ctx.levels)
+
+
+def cwd_fused(s_levels: list[Tensor], t_levels: list[Tensor], tau: float, kernels: str = "auto") -> Tensor:
+    """:func:`kdloss.functional.cwd.cwd` over validated ``(N, C, H, W)`` levels: with Triton kernels (CUDA),
+    every non-empty level in one :class:`CWDLevelsFunction`; else :func:`cwd_level_fused` level by level."""
+    present = [(s, t) for s, t in zip(s_levels, t_levels) if s.numel()]
+    empty = zero_loss(*[s for s in s_levels if not s.numel()]) if len(present) < len(s_levels) else 0.0
+    use_triton = select_kernels("CWD", s_levels[0], kernels, has_triton=True) == "triton"
+    if not present or not use_triton or len(present) > triton_levels.MAX_LEVELS:
+        return sum(cwd_level_fused(s, t, tau, kernels) for s, t in present) + empty
+    rows = [s.reshape(s.shape[0] * s.shape[1], -1) for s, _ in present]
+    teacher_rows = [t.detach().reshape(t.shape[0] * t.shape[1], -1) for _, t in present]
+    scales = tuple(tau**2 / r.shape[0] for r in rows)
+    return CWDLevelsFunction.apply(tau, scales, *rows, *teacher_rows) + empty
 
 
 def cwd_level_fused(student: Tensor, teacher: Tensor, tau: float, kernels: str = "auto") -> Tensor:

@@ -2,6 +2,7 @@
 
 - CWD: one program per channel map; an online log-sum-exp over the row gives ``lse(s)``, ``lse(t)`` and
   ``Σ p_t (t − s)`` in a single read of both inputs; backward writes ``(p_s − p_t) · factor`` in one more.
+  The kernel is :mod:`kdloss.ops.triton_levels`' (all levels in one launch); here it runs one level.
 - BCKD class term: one program per anchor; sigmoid, BCE-with-logits and the ``|p_t − p_s|^beta`` weight
   in one read; also the per-anchor ``max_c |p_t − p_s|`` (box weights) and ``max_c p_t`` (default
   normaliser). Backward recomputes and writes the full gradient, the weight ``|p_t − p_s|^beta``
@@ -25,52 +26,7 @@ try:
 except ImportError:  # pragma: no cover - triton ships with CUDA builds of torch
     AVAILABLE = False
 
-CWD_BLOCK = 1024
-
 if AVAILABLE:
-
-    @triton.jit
-    def _cwd_forward_kernel(S, T, KL, LSE_S, LSE_T, length, inv_tau, BLOCK: tl.constexpr):
-        row = tl.program_id(0).to(tl.int64)
-        s_row, t_row = S + row * length, T + row * length
-        m_s = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), 0)
-        m_t = m_s
-        d_s = tl.sum(tl.zeros([BLOCK], tl.float32), 0)
-        d_t = d_s
-        acc = d_s
-        for start in range(0, length, BLOCK):
-            idx = start + tl.arange(0, BLOCK)
-            mask = idx < length
-            s = tl.load(s_row + idx, mask=mask, other=float("-inf")).to(tl.float32) * inv_tau
-            t = tl.load(t_row + idx, mask=mask, other=float("-inf")).to(tl.float32) * inv_tau
-            new_m_s = tl.maximum(m_s, tl.max(s, 0))
-            d_s = d_s * tl.exp(m_s - new_m_s) + tl.sum(tl.exp(s - new_m_s), 0)
-            m_s = new_m_s
-            new_m_t = tl.maximum(m_t, tl.max(t, 0))
-            rescale = tl.exp(m_t - new_m_t)
-            e_t = tl.exp(t - new_m_t)
-            d_t = d_t * rescale + tl.sum(e_t, 0)
-            diff = tl.where(mask, t, 0.0) - tl.where(mask, s, 0.0)  # masked lanes hold -inf in both
-            acc = acc * rescale + tl.sum(e_t * diff, 0)
-            m_t = new_m_t
-        lse_s = m_s + tl.log(d_s)
-        lse_t = m_t + tl.log(d_t)
-        tl.store(KL + row, acc / d_t + lse_s - lse_t)
-        tl.store(LSE_S + row, lse_s)
-        tl.store(LSE_T + row, lse_t)
-
-    @triton.jit
-    def _cwd_backward_kernel(S, T, LSE_S, LSE_T, GRAD, FACTOR, length, inv_tau, BLOCK: tl.constexpr):
-        row = tl.program_id(0).to(tl.int64)
-        lse_s, lse_t = tl.load(LSE_S + row), tl.load(LSE_T + row)
-        factor = tl.load(FACTOR)
-        for start in range(0, length, BLOCK):
-            idx = start + tl.arange(0, BLOCK)
-            mask = idx < length
-            s = tl.load(S + row * length + idx, mask=mask, other=0.0).to(tl.float32) * inv_tau
-            t = tl.load(T + row * length + idx, mask=mask, other=0.0).to(tl.float32) * inv_tau
-            grad = (tl.exp(s - lse_s) - tl.exp(t - lse_t)) * factor
-            tl.store(GRAD + row * length + idx, grad.to(GRAD.dtype.element_ty), mask=mask)
 
     @triton.jit
     def _bckd_cls_forward_kernel(S, T, LOSS, GAP_MAX, PT_MAX, classes, beta, BLOCK: tl.constexpr):
@@ -105,29 +61,22 @@ if AVAILABLE:
         tl.store(GRAD + row * classes + idx, grad.to(GRAD.dtype.element_ty), mask=mask)
 
 
-def _block(length: int) -> int:
-    return min(CWD_BLOCK, triton.next_power_of_2(max(length, 16)))
-
-
 def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Triton build of :func:`kdloss.ops.cwd.cwd_rows_forward` (float32 statistics)."""
-    student, teacher = student.contiguous(), teacher.contiguous()
-    rows, length = student.shape
-    kl, lse_s, lse_t = (torch.empty(rows, dtype=torch.float32, device=student.device) for _ in range(3))
-    _cwd_forward_kernel[(rows,)](student, teacher, kl, lse_s, lse_t, length, inv_tau, BLOCK=_block(length))
-    return kl.sum(), lse_s, lse_t
+    """Triton build of :func:`kdloss.ops.cwd.cwd_rows_forward` (float32 statistics): the levels kernel of
+    :mod:`kdloss.ops.triton_levels` with one level."""
+    from kdloss.ops.triton_levels import cwd_levels_forward
+
+    return cwd_levels_forward([student.contiguous()], [teacher.contiguous()], [1.0], inv_tau)
 
 
 def cwd_rows_backward(student: Tensor, teacher: Tensor, lse_s: Tensor, lse_t: Tensor, inv_tau: float,
                       factor: Tensor) -> Tensor:
     """``factor · (softmax(s·inv_tau) − softmax(t·inv_tau))`` from the saved ``lse`` rows, in the student's
     dtype."""
-    student, teacher = student.contiguous(), teacher.contiguous()
-    rows, length = student.shape
-    grad = torch.empty_like(student)
-    _cwd_backward_kernel[(rows,)](student, teacher, lse_s, lse_t, grad, factor.reshape(1).float(), length,
-                                  inv_tau, BLOCK=_block(length))
-    return grad
+    from kdloss.ops.triton_levels import cwd_levels_backward
+
+    return cwd_levels_backward([student.contiguous()], [teacher.contiguous()], lse_s, lse_t, [1.0], inv_tau,
+                               factor)[0]
 
 
 def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:

@@ -111,3 +111,109 @@ def error_levels_backward(students: Sequence[Tensor], teachers: Sequence[Tensor]
     if total_blocks(students):
         _launch(students, teachers, grads, scales, power, None, factor.reshape(1).float())
     return grads
+
+
+# CWD: one program per channel map (row) of any level; an online log-sum-exp over the row gives lse(s), lse(t)
+# and Σ p_t (t − s) in one read of both inputs (forward); backward writes factor · scale_l · (p_s − p_t).
+CWD_BLOCK = 1024
+
+if AVAILABLE:
+
+    @triton.jit
+    def _cwd_row(S, T, G, length, scale, row, KL, LSE_S, LSE_T, out_row, FACTOR, inv_tau, BACKWARD: tl.constexpr,
+                 BLOCK: tl.constexpr):
+        s_row, t_row = S + row.to(tl.int64) * length, T + row.to(tl.int64) * length
+        if BACKWARD:
+            lse_s, lse_t = tl.load(LSE_S + out_row), tl.load(LSE_T + out_row)
+            factor = tl.load(FACTOR) * scale
+            g_row = G + row.to(tl.int64) * length
+            for start in range(0, length, BLOCK):
+                idx = start + tl.arange(0, BLOCK)
+                mask = idx < length
+                s = tl.load(s_row + idx, mask=mask, other=0.0).to(tl.float32) * inv_tau
+                t = tl.load(t_row + idx, mask=mask, other=0.0).to(tl.float32) * inv_tau
+                grad = (tl.exp(s - lse_s) - tl.exp(t - lse_t)) * factor
+                tl.store(g_row + idx, grad.to(G.dtype.element_ty), mask=mask)
+        else:
+            m_s = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), 0)
+            m_t = m_s
+            d_s = tl.sum(tl.zeros([BLOCK], tl.float32), 0)
+            d_t = d_s
+            acc = d_s
+            for start in range(0, length, BLOCK):
+                idx = start + tl.arange(0, BLOCK)
+                mask = idx < length
+                s = tl.load(s_row + idx, mask=mask, other=float("-inf")).to(tl.float32) * inv_tau
+                t = tl.load(t_row + idx, mask=mask, other=float("-inf")).to(tl.float32) * inv_tau
+                new_m_s = tl.maximum(m_s, tl.max(s, 0))
+                d_s = d_s * tl.exp(m_s - new_m_s) + tl.sum(tl.exp(s - new_m_s), 0)
+                m_s = new_m_s
+                new_m_t = tl.maximum(m_t, tl.max(t, 0))
+                rescale = tl.exp(m_t - new_m_t)
+                e_t = tl.exp(t - new_m_t)
+                d_t = d_t * rescale + tl.sum(e_t, 0)
+                diff = tl.where(mask, t, 0.0) - tl.where(mask, s, 0.0)  # masked lanes hold -inf in both
+                acc = acc * rescale + tl.sum(e_t * diff, 0)
+                m_t = new_m_t
+            lse_s = m_s + tl.log(d_s)
+            lse_t = m_t + tl.log(d_t)
+            tl.store(KL + out_row, (acc / d_t + lse_s - lse_t) * scale)
+            tl.store(LSE_S + out_row, lse_s)
+            tl.store(LSE_T + out_row, lse_t)
+
+    @triton.jit(do_not_specialize=["length0", "length1", "length2", "length3", "first1", "first2", "first3"])
+    def _cwd_levels_kernel(S0, T0, G0, length0, scale0, S1, T1, G1, length1, scale1, S2, T2, G2, length2, scale2,
+                           S3, T3, G3, length3, scale3, first1, first2, first3, KL, LSE_S, LSE_T, FACTOR, inv_tau,
+                           BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        if row < first1:
+            _cwd_row(S0, T0, G0, length0, scale0, row, KL, LSE_S, LSE_T, row, FACTOR, inv_tau, BACKWARD, BLOCK)
+        elif row < first2:
+            _cwd_row(S1, T1, G1, length1, scale1, row - first1, KL, LSE_S, LSE_T, row, FACTOR, inv_tau, BACKWARD,
+                     BLOCK)
+        elif row < first3:
+            _cwd_row(S2, T2, G2, length2, scale2, row - first2, KL, LSE_S, LSE_T, row, FACTOR, inv_tau, BACKWARD,
+                     BLOCK)
+        else:
+            _cwd_row(S3, T3, G3, length3, scale3, row - first3, KL, LSE_S, LSE_T, row, FACTOR, inv_tau, BACKWARD,
+                     BLOCK)
+
+
+def _cwd_launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor],
+                scales: Sequence[float], inv_tau: float, stats: tuple[Tensor, Tensor, Tensor],
+                factor: Tensor | None) -> None:
+    levels = len(students)
+    if not 1 <= levels <= MAX_LEVELS:
+        raise ValueError(f"CWD: 1 to {MAX_LEVELS} levels per launch, got {levels}")
+    rows = [s.shape[0] for s in students]
+    firsts = [sum(rows[:level]) for level in range(1, MAX_LEVELS)]
+    args = []
+    for level in range(MAX_LEVELS):  # unused levels: level 0's pointers, no rows
+        used = level < levels
+        s, t = (students[level], teachers[level]) if used else (students[0], teachers[0])
+        args += [s, t, grads[level] if used and grads else s, s.shape[1], float(scales[level]) if used else 0.0]
+    block = min(CWD_BLOCK, triton.next_power_of_2(max(max(s.shape[1] for s in students), 16)))
+    kl, lse_s, lse_t = stats
+    backward = factor is not None
+    _cwd_levels_kernel[(sum(rows),)](*args, *firsts, kl, lse_s, lse_t, factor if backward else kl, inv_tau,
+                                     BACKWARD=backward, BLOCK=block)
+
+
+def cwd_levels_forward(students: Sequence[Tensor], teachers: Sequence[Tensor], scales: Sequence[float],
+                       inv_tau: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``(R_l, L_l)`` of 1 to :data:`MAX_LEVELS` levels (contiguous, non-empty) → (``Σ_l scale_l · Σ_r
+    KL(softmax(t_r·inv_tau) ‖ softmax(s_r·inv_tau))`` float32 scalar, ``lse_s``, ``lse_t``, each ``(Σ_l R_l,)``
+    float32, level after level), in one launch."""
+    total_rows = sum(s.shape[0] for s in students)
+    kl, lse_s, lse_t = (torch.empty(total_rows, dtype=torch.float32, device=students[0].device) for _ in range(3))
+    _cwd_launch(students, teachers, (), scales, inv_tau, (kl, lse_s, lse_t), None)
+    return kl.sum(), lse_s, lse_t
+
+
+def cwd_levels_backward(students: Sequence[Tensor], teachers: Sequence[Tensor], lse_s: Tensor, lse_t: Tensor,
+                        scales: Sequence[float], inv_tau: float, factor: Tensor) -> list[Tensor]:
+    """``factor · scale_l · (softmax(s·inv_tau) − softmax(t·inv_tau))`` for every level, from the forward's
+    ``lse`` rows, in the students' dtypes, in one launch; ``factor`` a one-element tensor read on the device."""
+    grads = [torch.empty_like(s) for s in students]
+    _cwd_launch(students, teachers, grads, scales, inv_tau, (lse_s, lse_s, lse_t), factor.reshape(1).float())
+    return grads
