@@ -109,11 +109,14 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
 
 
 def case_keys(losses: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(loss, level) for every case: CWD once per neck level, the others once."""
-    return [(loss, level) for loss in losses for level in (LEVELS if loss == "cwd" else ["all"])]
+    """(loss, level) for every case: CWD once per neck level and once over all three, the others once."""
+    return [(loss, level) for loss in losses for level in ([*LEVELS, "all"] if loss == "cwd" else ["all"])]
 
 
 def build_case(loss: str, level: str, batch: int, device: str) -> Case:
+    if loss == "cwd" and level == "all":  # the levels in one call: one Triton launch each way on CUDA
+        return level_sum_case("cwd", lambda s, t: references.cwd_mmrazor_style(s, t, TAU),
+                              lambda s, t, impl: KF.cwd(s, t, TAU, impl=impl), batch, device)
     if loss == "cwd":
         return cwd_case(batch, level, device)
     if loss == "mimic":
