@@ -4,7 +4,8 @@ repository root:
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
-probe [METHOD], prune. Each resumes what is unfinished (ultralytics' resume for the pretraining and the
+probe [METHOD], prune [METHOD], tables [METHOD] (the tables of docs/experiments/pretrained-starts-tables.md).
+Each resumes what is unfinished (ultralytics' resume for the pretraining and the
 teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to
 ``runs/evidence/pretrained/``.
 """
@@ -128,12 +129,16 @@ def run(stage: str, extra: list[str]) -> None:
             loss = "bckd" if method == "none" else method  # the plain run is probed with the default's loss
             probe([str(OUT / "shapes" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes")),
                    f"method={loss}"])
+    elif stage == "tables":  # optionally the chosen candidate, for the confirmation tables
+        from pretrained_tables import write
+
+        print(write(OUT, data, teacher, SEARCH, extra[0] if extra else None))
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "prune")
+                         "prune, tables")
 
 
 if __name__ == "__main__":

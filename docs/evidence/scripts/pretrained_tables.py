@@ -1,0 +1,118 @@
+"""The pretrained-start experiment's tables (docs/experiments/pretrained-starts.md), from the runs'
+``kdloss_result.json`` files under ``runs/evidence/pretrained/``:
+
+    .venv/bin/python docs/evidence/scripts/pretrained_starts.py tables
+
+writes ``docs/experiments/pretrained-starts-tables.md`` (every table, each under the command that made its runs)
+and ``docs/experiments/pretrained-starts-runs.json`` (every run). Paired per seed against ``none``, the plain
+fine-tuning of the same start: mean ± SE of the differences, and how many seeds improved.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+
+from kdloss.adapters.ultralytics.experiment import RESULT_FILE, RunResult, evaluate
+from kdloss.adapters.ultralytics.pairing import paired_deltas, paired_statistics
+
+DOCS = Path("docs/experiments")
+STAGE = ".venv/bin/python docs/evidence/scripts/pretrained_starts.py"
+
+
+def results(project: Path) -> list[RunResult]:
+    runs = sorted(project.glob(f"*/{RESULT_FILE}"))
+    return [RunResult(**json.loads(path.read_text())) for path in runs]
+
+
+def paired(runs: list[RunResult], method: str, reference: str) -> str:
+    stats = paired_statistics(paired_deltas(runs, method, reference))
+    if stats is None:
+        return "—"
+    mean, se, improved, count = stats
+    return f"{mean:+.4f} ± {se:.4f} ({improved}/{count})" if se is not None else f"{mean:+.4f} (1 seed)"
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def methods_in_order(runs: list[RunResult], order: tuple[str, ...]) -> list[str]:
+    present = {r.method for r in runs}
+    return [m for m in dict.fromkeys(order) if m in present] + sorted(present - set(order))
+
+
+def method_table(runs: list[RunResult], order: tuple[str, ...]) -> list[str]:
+    has_builtin = any(r.method == "builtin" for r in runs)
+    head = "| method | seeds | mAP50-95 (mean ± std) | − `none` (± SE, seeds improved) |"
+    rule = "| --- | ---: | ---: | ---: |"
+    if has_builtin:
+        head, rule = head + " − `builtin` |", rule + " ---: |"
+    lines = [head, rule]
+    for method in methods_in_order(runs, order):
+        scores = [r.map50_95 for r in runs if r.method == method]
+        versus_none = paired(runs, method, "none") if method != "none" else "—"
+        row = f"| `{method}` | {len(scores)} | {spread(scores)} | {versus_none} |"
+        if has_builtin:
+            row += f" {paired(runs, method, 'builtin') if method not in ('none', 'builtin') else '—'} |"
+        lines.append(row)
+    return lines
+
+
+def original_form(pruned: list[RunResult], unpruned: list[RunResult], teacher: RunResult) -> list[str]:
+    """The original project's second table: GFLOPs, mAP50, mAP50-95 of yolov8n, pruned, teacher, pruned + each
+    distillation (means over seeds)."""
+    lines = ["| model | GFLOPs (640) | mAP50 | mAP50-95 | seeds |", "| --- | ---: | ---: | ---: | ---: |"]
+
+    def row(label: str, runs: list[RunResult]) -> str:
+        return (f"| {label} | {runs[0].gflops:.2f} | {statistics.fmean(r.map50 for r in runs):.4f} | "
+                f"{statistics.fmean(r.map50_95 for r in runs):.4f} | {len(runs)} |")
+
+    lines.append(row("yolov8n, fine-tuned plain", [r for r in unpruned if r.method == "none"]))
+    lines.append(row("yolov8n pruned (LAMP 0.5), fine-tuned plain", [r for r in pruned if r.method == "none"]))
+    lines.append(row("yolov8s teacher", [teacher]))
+    for method in methods_in_order(pruned, ()):
+        if method != "none":
+            lines.append(row(f"pruned + `{method}`", [r for r in pruned if r.method == method]))
+    return lines
+
+
+def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str | None) -> Path:
+    """``data_of(target)`` and ``teacher_of(target)`` give a target's data.yaml and teacher; ``search`` the
+    pre-registered candidates; ``chosen`` the one the search chose (``None`` before it)."""
+    sections, every_run = [], []
+    teachers = {}
+    for target in ("shapes", "dense", "craters"):
+        runs = results(out / target)
+        if not runs:
+            continue
+        teachers[target] = evaluate(teacher_of(target), data_of(target), 128, "test", "teacher", 0)
+        every_run += [{**asdict(r), "target": target} for r in runs]
+        q1 = [r for r in runs if r.method in ("none", "builtin", "bckd")]
+        sections += [f"## {target}: question 1 (teacher {teachers[target].map50_95:.4f})", "",
+                     f"`{STAGE} q1 {target}`", "", *method_table(q1, ("none", "builtin", "bckd")), ""]
+        if target == "shapes":
+            found = [r for r in runs if r.method in ("none", "bckd", *search)]
+            sections += ["## shapes: the search (question 3)", "", f"`{STAGE} search`", "",
+                         *method_table(found, ("none", "bckd", *search)), ""]
+        elif chosen and any(r.method == chosen for r in runs):
+            confirm = [r for r in runs if r.method in ("none", chosen)]
+            sections += [f"## {target}: the chosen recipe, not retuned", "", f"`{STAGE} confirm {chosen}`", "",
+                         *method_table(confirm, ("none", chosen)), ""]
+    pruned = results(out / "shapes-pruned")
+    if pruned and "shapes" in teachers:
+        every_run += [{**asdict(r), "target": "shapes-pruned"} for r in pruned]
+        command = f"{STAGE} prune" + (f" {chosen}" if chosen else "")
+        sections += ["## The pruned pretrained yolov8n on shapes", "", f"`{command}`", "",
+                     *method_table(pruned, ("none", "builtin", "bckd")), "", "In the original project's form:", "",
+                     *original_form(pruned, results(out / "shapes"), teachers["shapes"]), ""]
+    header = ["# Pretrained starts: the tables", "", f"Generated by `{STAGE} tables`", "",
+              "from the runs under `runs/evidence/pretrained/` (plan, rules and reading:",
+              "[pretrained-starts.md](pretrained-starts.md)). Pretrained yolov8n (the built-in corpus), 30 epochs,",
+              "imgsz 128, test split; paired per seed against `none`, plain fine-tuning of the same start.", ""]
+    tables = DOCS / "pretrained-starts-tables.md"
+    tables.write_text("\n".join(header + sections))
+    (DOCS / "pretrained-starts-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
+    return tables
