@@ -4,7 +4,7 @@ repository root:
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
-probe [METHOD], prune [METHOD], tables [METHOD] (the tables of docs/experiments/pretrained-starts-tables.md).
+probe [METHOD], prune [METHOD], choose, tables [METHOD] (the tables of docs/experiments/pretrained-starts-tables.md).
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the
 teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to
 ``runs/evidence/pretrained/``.
@@ -129,6 +129,12 @@ def run(stage: str, extra: list[str]) -> None:
             loss = "bckd" if method == "none" else method  # the plain run is probed with the default's loss
             probe([str(OUT / "shapes" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes")),
                    f"method={loss}"])
+    elif stage == "choose":  # the search's choice by the pre-registered rule: the last line is the method
+        from pretrained_tables import choose, results
+
+        chosen, reasons = choose(results(OUT / "shapes"), SEARCH)
+        print("\n".join(reasons))
+        print(chosen)
     elif stage == "tables":  # optionally the chosen candidate, for the confirmation tables
         from pretrained_tables import write
 
@@ -138,7 +144,7 @@ def run(stage: str, extra: list[str]) -> None:
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "prune, tables")
+                         "prune, choose, tables")
 
 
 if __name__ == "__main__":

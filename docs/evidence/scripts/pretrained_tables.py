@@ -116,3 +116,29 @@ def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str |
     tables.write_text("\n".join(header + sections))
     (DOCS / "pretrained-starts-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
     return tables
+
+
+def cost(method: str) -> int:
+    """The pre-registered rule's "cheaper": the box term alone < one logit loss < a feature loss added."""
+    if "cwd" in method:
+        return 2
+    return 0 if "bckd_cls_weight=0" in method else 1
+
+
+def choose(runs: list[RunResult], search: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The search's choice by the rule written before it ran (docs/experiments/pretrained-starts.md): the highest
+    mean paired Δ over ``none``; a cheaper candidate within 1 SE of it wins instead. Returns (choice, reasons)."""
+    stats = {}
+    for method in search:
+        found = paired_statistics(paired_deltas(runs, method, "none"))
+        if found is None or found[3] < 3:
+            raise SystemExit(f"the search is not finished: {method} has {0 if found is None else found[3]} of 3 seeds")
+        stats[method] = found
+    best = max(search, key=lambda m: stats[m][0])
+    mean, se = stats[best][0], stats[best][1]
+    cheaper = [m for m in search if cost(m) < cost(best) and stats[m][0] >= mean - se]
+    reasons = [f"{m}: {stats[m][0]:+.4f} ± {stats[m][1]:.4f} ({stats[m][2]}/{stats[m][3]})" for m in search]
+    if cheaper:
+        pick = min(cheaper, key=lambda m: (cost(m), -stats[m][0]))
+        return pick, [*reasons, f"highest: {best}; {pick} is cheaper and within 1 SE of it"]
+    return best, [*reasons, f"highest: {best}; no cheaper candidate within 1 SE ({mean - se:+.4f})"]
