@@ -1,0 +1,50 @@
+"""docs/evidence/scripts/pretrained_tables.py: the search's choice follows the rule written before it ran
+(docs/experiments/pretrained-starts.md, "Decision rule"), and the tables pair seeds. Nothing here trains."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
+from pretrained_tables import choose, method_table
+
+from kdloss.adapters.ultralytics.experiment import RunResult
+
+BASE = {0: 0.50, 1: 0.52, 2: 0.51}
+
+
+def runs(gains: dict[str, tuple[float, float, float]]) -> list[RunResult]:
+    out = [RunResult("yolov8n", "none", s, "w", 8.2, 3, 0.7, v, "test") for s, v in BASE.items()]
+    for method, deltas in gains.items():
+        out += [RunResult("yolov8n", method, s, "w", 8.2, 3, 0.7, BASE[s] + d, "test") for s, d in enumerate(deltas)]
+    return out
+
+
+def test_the_highest_mean_gain_is_chosen():
+    found = runs({"bckd": (-0.01, 0.0, 0.01), "bckd:x=1": (0.004, 0.003, 0.005), "cwd": (0.001, 0.002, 0.0)})
+    chosen, reasons = choose(found, ("bckd", "bckd:x=1", "cwd"))
+    assert chosen == "bckd:x=1" and "no cheaper candidate" in reasons[-1]
+
+
+def test_a_cheaper_candidate_within_one_se_wins():
+    # bckd+cwd: +0.005 ± 0.0029; the box term alone +0.003 is within 1 SE of it and cheaper
+    found = runs({"bckd+cwd": (0.0, 0.005, 0.01), "bckd:bckd_cls_weight=0": (0.003, 0.002, 0.004)})
+    chosen, _ = choose(found, ("bckd+cwd", "bckd:bckd_cls_weight=0"))
+    assert chosen == "bckd:bckd_cls_weight=0"
+    # not within 1 SE: the best stays
+    found = runs({"bckd+cwd": (0.009, 0.010, 0.011), "bckd:bckd_cls_weight=0": (0.003, 0.002, 0.004)})
+    assert choose(found, ("bckd+cwd", "bckd:bckd_cls_weight=0"))[0] == "bckd+cwd"
+
+
+def test_an_unfinished_search_chooses_nothing():
+    found = runs({"cwd": (0.01, 0.02, 0.03)})[:-1]
+    with pytest.raises(SystemExit, match="not finished: cwd has 2 of 3"):
+        choose(found, ("cwd",))
+
+
+def test_the_table_pairs_by_seed():
+    lines = method_table(runs({"bckd": (0.01, 0.02, 0.03)}), ("none", "bckd"))
+    assert lines[-1] == "| `bckd` | 3 | 0.5300 ± 0.0173 | +0.0200 ± 0.0058 (3/3) |"
