@@ -3,6 +3,11 @@ bfloat16, values and gradients: compiled on CUDA, interpreted (TRITON_INTERPRET=
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from conftest import DEVICE
@@ -97,12 +102,67 @@ def test_non_contiguous_levels_and_no_grad():
     assert not value.requires_grad
 
 
-def test_more_levels_than_one_launch_takes_run_level_by_level():
-    students, teachers = levels(torch.float32)
-    students, teachers = students * 2, teachers * 2  # eight levels
-    scales = SCALES * 2
+def test_more_levels_than_one_launch_takes_run_four_at_a_time(monkeypatch):
+    launches = []
+    launch = triton_levels._launch
+    monkeypatch.setattr(triton_levels, "_launch", lambda *args: launches.append(len(args[0])) or launch(*args))
+    first, teachers = levels(torch.float32)
+    second = [s.detach().clone().requires_grad_(True) for s in first[:2]]
+    students, teachers, scales = first + second, teachers + teachers[:2], SCALES + SCALES[:2]  # six levels
     value = error_levels_fused(students, teachers, scales, 2, kernels="triton")
-    torch.testing.assert_close(value.double(), plain_formula(students, teachers, scales, 2), rtol=1e-6, atol=1e-6)
+    value.backward()
+    assert launches == [4, 2, 4, 2]
+    reference = [s.detach().double().requires_grad_(True) for s in students]
+    expected = plain_formula(reference, teachers, scales, 2)
+    expected.backward()
+    torch.testing.assert_close(value.double(), expected, rtol=1e-6, atol=1e-6)
+    for s, r in zip(students, reference):
+        torch.testing.assert_close(s.grad.double(), r.grad, rtol=1e-6, atol=1e-9)
+
+
+def test_levels_the_kernels_cannot_take_run_level_by_level():
+    """A float64 level beside float32 ones: no Triton (it computes in float32); the float64 sum stays float64."""
+    students, teachers = levels(torch.float32)
+    students[1] = students[1].detach().double().requires_grad_(True)
+    teachers[1] = teachers[1].double()
+    value = error_levels_fused(students, teachers, SCALES, 2, kernels="triton")
+    assert value.dtype == torch.float64
+    torch.testing.assert_close(value, plain_formula(students, teachers, SCALES, 2), rtol=1e-6, atol=1e-6)
+
+
+def test_a_teacher_of_another_shape_is_an_error():
+    students, teachers = levels(torch.float32)
+    with pytest.raises(ValueError, match=r"error sums: level 1: student \(2, 8, 20, 20\) and teacher \(8, 20, 20\)"):
+        error_levels_fused(students, [teachers[0], teachers[1][0], *teachers[2:]], SCALES, 2, kernels="triton")
+    with pytest.raises(ValueError, match="give one of each per level"):
+        error_levels_fused(students, teachers, SCALES[:2], 2)
+
+
+def test_frozen_levels_get_no_gradient_and_nan_is_as_torch():
+    students, teachers = levels(torch.float32)
+    students[0] = students[0].detach()  # a frozen level
+    teachers[3] = teachers[3].clone()
+    teachers[3][1] = float("nan")
+    error_levels_fused(students, teachers, SCALES, 1, kernels="triton").backward()
+    assert students[0].grad is None
+    eager = students[3].detach().clone().requires_grad_(True)
+    ((eager - teachers[3]).abs().sum() * SCALES[3]).backward()
+    torch.testing.assert_close(students[3].grad, eager.grad, equal_nan=True)  # torch: sign(NaN) = 0
+
+
+def test_unspecialised_arguments_are_the_kernels_own():
+    """Triton ignores a misspelt name in do_not_specialize (the sizes would then recompile per value); the
+    interpreter keeps no such list, so the kernels are looked at compiled, in a fresh process."""
+    code = textwrap.dedent("""
+        from kdloss.ops import triton_levels as t
+        for kernel in (t._error_levels_kernel, t._cwd_levels_kernel):
+            names = [kernel.arg_names[i] if isinstance(i, int) else i for i in kernel.do_not_specialize]
+            assert len(names) == 7 and set(names) <= set(kernel.arg_names), names
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("make", [Mimic, L1, L2], ids=["mimic", "l1", "l2"])
@@ -157,7 +217,8 @@ def test_no_host_sync_on_cuda():
         torch.cuda.set_sync_debug_mode("default")
 
 
-CWD_SHAPES = [(2, 4, 40, 40), (2, 8, 5, 7), (2, 16, 3, 3)]  # rows longer than one block, short ones, ragged
+# rows longer than one block, short ones, ragged; four levels: every branch of the dispatch
+CWD_SHAPES = [(2, 4, 40, 40), (2, 8, 5, 7), (2, 16, 3, 3), (1, 3, 9, 2)]
 
 
 def official_cwd_level(s, t, tau):
@@ -185,7 +246,7 @@ def test_cwd_one_launch_matches_the_official_formula(dtype, monkeypatch):
     teachers = [(torch.randn(shape, generator=g) * 3).to(dtype).to(DEVICE) for shape in CWD_SHAPES]
     value = CWD(tau=2.0, impl="fused")(students, teachers)
     (value * 0.6).backward()
-    assert launches == [3, 3]  # the three levels in one launch each way
+    assert launches == [4, 4]  # the four levels in one launch each way
     reference = [s.detach().double().requires_grad_(True) for s in students]
     expected = sum(official_cwd_level(s, t.double(), 2.0) for s, t in zip(reference, teachers))
     (expected * 0.6).backward()

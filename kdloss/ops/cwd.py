@@ -121,16 +121,18 @@ class CWDLevelsFunction(torch.autograd.Function):
         students = [s.contiguous() for s in pairs[:levels]]
         teachers = [t.contiguous() for t in pairs[levels:]]
         total, lse_s, lse_t = triton_levels.cwd_levels_forward(students, teachers, scales, 1.0 / tau)
-        ctx.save_for_backward(*students, *teachers, lse_s, lse_t)
+        ctx.save_for_backward(*pairs, lse_s, lse_t)  # the inputs, not their contiguous copies
         ctx.tau, ctx.scales, ctx.levels = tau, scales, levels
         return total
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         *pairs, lse_s, lse_t = ctx.saved_tensors
-        students, teachers = pairs[:ctx.levels], pairs[ctx.levels:]
+        students = [s.contiguous() for s in pairs[:ctx.levels]]
+        teachers = [t.contiguous() for t in pairs[ctx.levels:]]
         grads = triton_levels.cwd_levels_backward(students, teachers, lse_s, lse_t, ctx.scales, 1.0 / ctx.tau,
                                                   grad_output / ctx.tau)
+        grads = [grad if ctx.needs_input_grad[2 + level] else None for level, grad in enumerate(grads)]
         return None, None, *grads, *([None] * ctx.levels)
 
 
@@ -139,7 +141,8 @@ def cwd_fused(s_levels: list[Tensor], t_levels: list[Tensor], tau: float, kernel
     every non-empty level in one :class:`CWDLevelsFunction`; else :func:`cwd_level_fused` level by level."""
     present = [(s, t) for s, t in zip(s_levels, t_levels) if s.numel()]
     empty = zero_loss(*[s for s in s_levels if not s.numel()]) if len(present) < len(s_levels) else 0.0
-    use_triton = select_kernels("CWD", s_levels[0], kernels, has_triton=True) == "triton"
+    use_triton = (select_kernels("CWD", s_levels[0], kernels, has_triton=True) == "triton"
+                  and triton_levels.one_launch_fits([*s_levels, *t_levels]))
     if not present or not use_triton or len(present) > triton_levels.MAX_LEVELS:
         return sum(cwd_level_fused(s, t, tau, kernels) for s, t in present) + empty
     rows = [s.reshape(s.shape[0] * s.shape[1], -1) for s, _ in present]

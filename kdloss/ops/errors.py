@@ -46,8 +46,10 @@ KERNELS = {
 class ErrorLevelsFunction(torch.autograd.Function):
     """``Σ_l scale_l · Σ |s_l − t_l|^power`` over levels (power 1 or 2); gradients for the students only.
 
-    ``kernels="triton"``: all levels in one launch forward and one backward (:mod:`kdloss.ops.triton_levels`).
-    Other kernels: the one-level sums and gradients above, level by level. Either way only the inputs are saved.
+    ``kernels="triton"``: one launch forward and one backward per :data:`kdloss.ops.triton_levels.MAX_LEVELS`
+    levels (:mod:`kdloss.ops.triton_levels`), for levels on one device with no float64 among them (else the
+    compiled kernels). Other kernels: the one-level sums and gradients above, level by level. Either way only
+    the inputs are saved.
     """
 
     @staticmethod
@@ -55,14 +57,14 @@ class ErrorLevelsFunction(torch.autograd.Function):
         levels = len(pairs) // 2
         students, teachers = pairs[:levels], pairs[levels:]
         kernels = select_kernels("error sum", students[0], kernels, has_triton=True)
-        if kernels == "triton" and levels > triton_levels.MAX_LEVELS:
+        if kernels == "triton" and not triton_levels.one_launch_fits(pairs):
             kernels = "compiled"
         ctx.kernels, ctx.power, ctx.scales, ctx.levels = kernels, power, scales, levels
         with torch.autocast(students[0].device.type, enabled=False):
             if kernels == "triton":
-                students = [s.contiguous() for s in students]
-                teachers = [t.contiguous() for t in teachers]
-                total = triton_levels.error_levels_forward(students, teachers, scales, power)
+                total = sum(triton_levels.error_levels_forward(
+                    [students[i].contiguous() for i in group], [teachers[i].contiguous() for i in group],
+                    [scales[i] for i in group], power) for group in triton_levels.level_groups(levels))
             else:
                 forward = KERNELS[(kernels, power)][0]
                 total = sum(forward(s, t) * scale for s, t, scale in zip(students, teachers, scales))
@@ -75,21 +77,34 @@ class ErrorLevelsFunction(torch.autograd.Function):
         students, teachers = saved[:ctx.levels], saved[ctx.levels:]
         with torch.autocast(grad_output.device.type, enabled=False):
             if ctx.kernels == "triton":
-                grads = triton_levels.error_levels_backward(students, teachers, ctx.scales, ctx.power, grad_output)
+                grads = []
+                for group in triton_levels.level_groups(ctx.levels):
+                    grads += triton_levels.error_levels_backward(
+                        [students[i].contiguous() for i in group], [teachers[i].contiguous() for i in group],
+                        [ctx.scales[i] for i in group], ctx.power, grad_output)
             else:
                 backward = KERNELS[(ctx.kernels, ctx.power)][1]
                 grads = [backward(s, t, grad_output.to(compute_dtype(s)) * scale)
                          for s, t, scale in zip(students, teachers, ctx.scales)]
+        grads = [grad if ctx.needs_input_grad[3 + level] else None for level, grad in enumerate(grads)]
         return None, None, None, *grads, *([None] * ctx.levels)
 
 
 def error_levels_fused(students: Sequence[Tensor], teachers: Sequence[Tensor], scales: Sequence[float], power: int,
                        kernels: str = "auto") -> Tensor:
-    """``Σ_l scale_l · Σ |s_l − t_l|^power`` over same-shape level pairs; the teachers are constants.
+    """``Σ_l scale_l · Σ |s_l − t_l|^power`` over level pairs; the teachers are constants.
 
-    Shapes are free (each ``s_l`` and ``t_l`` the same); the result is a float32 scalar (float64 for float64
-    inputs). On CUDA with Triton, one launch for all levels (at most four; more run level by level).
+    Each ``s_l`` and ``t_l`` have one shape, any shape (a mismatch is a ``ValueError``: the kernels index both
+    alike); the result is a float32 scalar (float64 for float64 inputs). On CUDA with Triton, one launch for
+    every four levels.
     """
+    if not len(students) == len(teachers) == len(scales) >= 1:
+        raise ValueError(f"error sums: {len(students)} students, {len(teachers)} teachers and {len(scales)} scales; "
+                         "give one of each per level")
+    for level, (s, t) in enumerate(zip(students, teachers)):
+        if s.shape != t.shape:
+            raise ValueError(f"error sums: level {level}: student {tuple(s.shape)} and teacher {tuple(t.shape)} "
+                             "differ")
     return ErrorLevelsFunction.apply(power, tuple(float(x) for x in scales), kernels, *students,
                                      *(t.detach() for t in teachers))
 

@@ -40,7 +40,7 @@ if AVAILABLE:
             factor = scale * tl.load(FACTOR)
             if POWER == 2:
                 grad = diff * (2.0 * factor)
-            else:
+            else:  # sign(s − t) · factor, 0 where s − t is 0 or NaN (as torch's sign and abs backward)
                 grad = tl.where(diff > 0, factor, tl.where(diff < 0, -factor, 0.0))
             tl.store(G + idx, grad.to(G.dtype.element_ty), mask=mask)
         else:
@@ -83,6 +83,17 @@ def _launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Seque
     _error_levels_kernel[(sum(blocks),)](*args, *firsts, students[0] if backward else partial,
                                          factor if backward else partial, POWER=power, BACKWARD=backward,
                                          BLOCK=BLOCK)
+
+
+def one_launch_fits(tensors: Sequence[Tensor]) -> bool:
+    """Whether the kernels here take these tensors: all on one device, none float64 (they compute in float32)."""
+    device = tensors[0].device
+    return all(t.device == device and t.dtype != torch.float64 for t in tensors)
+
+
+def level_groups(levels: int) -> list[range]:
+    """The levels of each launch: :data:`MAX_LEVELS` at a time."""
+    return [range(first, min(first + MAX_LEVELS, levels)) for first in range(0, levels, MAX_LEVELS)]
 
 
 def total_blocks(students: Sequence[Tensor]) -> int:
