@@ -20,6 +20,7 @@ from kdloss.adapters.ultralytics.heads import detect_head
 from kdloss.adapters.ultralytics.model import KDDistillationModel
 from kdloss.adapters.ultralytics.offline import use_local_fonts
 from kdloss.adapters.ultralytics.preflight import check_run, drop_rows_after, remove_failed_run
+from kdloss.adapters.ultralytics.recipe import start_note
 
 
 class AsLoadedMixin:
@@ -94,6 +95,8 @@ class DistillationMixin(AsLoadedMixin):
         given = {key: overrides[key] for key in DistillConfig.keys() if key in overrides}
         config = DistillConfig.pop_from(overrides)
         resumed_epochs = check_run(overrides, config, set(given))  # one-line errors before the run's folder
+        if not overrides.get("resume") and RANK == -1:  # what the default does for this start, once per run
+            LOGGER.info(start_note(overrides.get("model")))
         self._started = time.time()
         try:
             super().__init__(cfg, overrides, _callbacks)
