@@ -10,12 +10,13 @@ fine-tuning of the same start: mean ± SE of the differences, and how many seeds
 
 from __future__ import annotations
 
+import csv
 import json
 import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from kdloss.adapters.ultralytics.experiment import RESULT_FILE, RunResult, evaluate
+from kdloss.adapters.ultralytics.experiment import RESULT_FILE, RunResult, evaluate, run_name
 from kdloss.adapters.ultralytics.pairing import paired_deltas, paired_statistics
 
 DOCS = Path("docs/experiments")
@@ -79,6 +80,45 @@ def original_form(pruned: list[RunResult], unpruned: list[RunResult], teacher: R
     return lines
 
 
+def val_curve(run: Path) -> list[float]:
+    """Validation mAP50-95 after each epoch (``results.csv``)."""
+    with open(run / "results.csv") as f:
+        return [float(row["metrics/mAP50-95(B)"]) for row in csv.DictReader(f, skipinitialspace=True)]
+
+
+def question2(shapes: Path, methods: tuple[str, ...]) -> list[str]:
+    """Per-epoch gaps to ``none`` (validation mAP50-95, mean over the seeds) at the epochs the hypotheses name,
+    and the probes of seed 0 (``probe.json``: gradient ratio and cosine, teacher–student disagreement)."""
+    epochs = (1, 3, 10, 20, 25, 30)
+    lines = ["Validation mAP50-95 minus `none`'s after the epoch, mean over seeds 0–2 (ultralytics' warm-up is",
+             "epochs 1–3, `close_mosaic` epochs 21–30):", "",
+             "| method | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+             "| --- |" + " ---: |" * len(epochs)]
+    base = [val_curve(shapes / run_name("none", seed)) for seed in range(3)]
+    for method in methods:
+        curves = [val_curve(shapes / run_name(method, seed)) for seed in range(3)]
+        gaps = [statistics.fmean(c[e - 1] - b[e - 1] for c, b in zip(curves, base)) for e in epochs]
+        lines.append(f"| `{method}` | " + " | ".join(f"{g:+.4f}" for g in gaps) + " |")
+    lines += ["", "Probes on seed 0's checkpoints (8 fixed training batches; `none`'s checkpoints probed with the "
+              "default's loss):", "",
+              "| run | epochs with ‖∇L_kd‖/‖∇L_det‖ > 1 | ratio: epoch 1, median, epoch 30 | cosine: mean, min | "
+              "disagreement: epoch 1 → 30 | teacher's top class wrong on positives: epoch 1 → 30 |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for method in ("none", *methods):
+        path = shapes / run_name(method, 0) / "probe.json"
+        if not path.is_file():
+            lines.append(f"| `{method}` | not probed | | | | |")
+            continue
+        rows = json.loads(path.read_text())
+        ratios = [r["ratio"] for r in rows]
+        cosines = [r["cosine"] for r in rows]
+        lines.append(f"| `{method}` | {sum(x > 1 for x in ratios)}/{len(ratios)} | {ratios[0]:.2f}, "
+                     f"{statistics.median(ratios):.2f}, {ratios[-1]:.2f} | {statistics.fmean(cosines):+.2f}, "
+                     f"{min(cosines):+.2f} | {rows[0]['disagreement']:.3f} → {rows[-1]['disagreement']:.3f} | "
+                     f"{rows[0]['wrong_top']:.3f} → {rows[-1]['wrong_top']:.3f} |")
+    return lines
+
+
 def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str | None) -> Path:
     """``data_of(target)`` and ``teacher_of(target)`` give a target's data.yaml and teacher; ``search`` the
     pre-registered candidates; ``chosen`` the one the search chose (``None`` before it)."""
@@ -97,6 +137,9 @@ def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str |
             found = [r for r in runs if r.method in ("none", "bckd", *search)]
             sections += ["## shapes: the search (question 3)", "", f"`{STAGE} search`", "",
                          *method_table(found, ("none", "bckd", *search)), ""]
+            probed = ("bckd", chosen) if chosen else ("bckd",)
+            sections += ["## shapes: why (question 2)", "", f"`{STAGE} probe{' ' + chosen if chosen else ''}`", "",
+                         *question2(out / target, probed), ""]
         elif chosen and any(r.method == chosen for r in runs):
             confirm = [r for r in runs if r.method in ("none", chosen)]
             sections += [f"## {target}: the chosen recipe, not retuned", "", f"`{STAGE} confirm {chosen}`", "",
