@@ -4,10 +4,9 @@ repository root:
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
-probe [METHOD], prune [METHOD], choose, tables [METHOD] (the tables of docs/experiments/pretrained-starts-tables.md).
-Each resumes what is unfinished (ultralytics' resume for the pretraining and the
-teachers) and skips what is done (``kdloss experiment`` skips runs that have a result). Runs go to
-``runs/evidence/pretrained/``.
+probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md).
+Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
+(``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
 
 from __future__ import annotations
@@ -68,11 +67,11 @@ def teacher(target: str) -> Path:
     return best
 
 
-def experiment(target: str, methods: str, student: Path | None = None, project: str | None = None,
-               with_teacher: bool = True) -> None:
+def experiment(target: str, methods: str, student: Path | str | None = None, project: str | None = None,
+               with_teacher: bool = True, seeds: str = SEEDS, every_epoch: bool = False) -> None:
     args = ["experiment", f"data={data(target)}", f"student={student or pretrained('n')}", f"methods={methods}",
-            f"seeds={SEEDS}", f"project={OUT / (project or target)}", *STUDENT_ARGS]
-    if target == "shapes" and project is None:
+            f"seeds={seeds}", f"project={OUT / (project or target)}", *STUDENT_ARGS]
+    if (target == "shapes" and project is None) or every_epoch:
         args.append("save_period=1")  # every epoch's checkpoint, for question 2's gradient and disagreement probes
     if with_teacher:
         args.append(f"teacher={teacher(target)}")
@@ -135,6 +134,16 @@ def run(stage: str, extra: list[str]) -> None:
         chosen, reasons = choose(results(OUT / "shapes"), SEARCH)
         print("\n".join(reasons))
         print(chosen)
+    elif stage == "probe-fresh":  # question 2's other side: a yolov8n from random weights, seed 0, same teacher
+        from probe_trained_start import main as probe
+
+        from kdloss.adapters.ultralytics.experiment import run_name
+
+        experiment("shapes", "none,bckd", student="yolov8n.yaml", project="shapes-fresh", seeds="[0]",
+                   every_epoch=True)
+        for method in ("none", "bckd"):
+            probe([str(OUT / "shapes-fresh" / run_name(method, 0)), str(teacher("shapes")), str(data("shapes")),
+                   "method=bckd"])
     elif stage == "tables":  # optionally the chosen candidate, for the confirmation tables
         from pretrained_tables import write
 
@@ -144,7 +153,7 @@ def run(stage: str, extra: list[str]) -> None:
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "prune, choose, tables")
+                         "probe-fresh, prune, choose, tables")
 
 
 if __name__ == "__main__":

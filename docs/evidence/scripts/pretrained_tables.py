@@ -100,19 +100,23 @@ def question2(shapes: Path, methods: tuple[str, ...]) -> list[str]:
         gaps = [statistics.fmean(c[e - 1] - b[e - 1] for c, b in zip(curves, base)) for e in epochs]
         lines.append(f"| `{method}` | " + " | ".join(f"{g:+.4f}" for g in gaps) + " |")
     lines += ["", "Probes on seed 0's checkpoints (8 fixed training batches; `none`'s checkpoints probed with the "
-              "default's loss):", "",
+              "default's loss; the last two rows: a yolov8n from random weights, the same teacher, "
+              f"`{STAGE} probe-fresh`):", "",
               "| run | epochs with ‖∇L_kd‖/‖∇L_det‖ > 1 | ratio: epoch 1, median, epoch 30 | cosine: mean, min | "
               "disagreement: epoch 1 → 30 | teacher's top class wrong on positives: epoch 1 → 30 |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for method in ("none", *methods):
-        path = shapes / run_name(method, 0) / "probe.json"
+    probed = [(f"`{m}`", shapes / run_name(m, 0)) for m in ("none", *methods)]
+    fresh = shapes.parent / "shapes-fresh"
+    probed += [(f"`{m}`, from random weights", fresh / run_name(m, 0)) for m in ("none", "bckd")]
+    for label, run in probed:
+        path = run / "probe.json"
         if not path.is_file():
-            lines.append(f"| `{method}` | not probed | | | | |")
+            lines.append(f"| {label} | not probed | | | | |")
             continue
         rows = json.loads(path.read_text())
         ratios = [r["ratio"] for r in rows]
         cosines = [r["cosine"] for r in rows]
-        lines.append(f"| `{method}` | {sum(x > 1 for x in ratios)}/{len(ratios)} | {ratios[0]:.2f}, "
+        lines.append(f"| {label} | {sum(x > 1 for x in ratios)}/{len(ratios)} | {ratios[0]:.2f}, "
                      f"{statistics.median(ratios):.2f}, {ratios[-1]:.2f} | {statistics.fmean(cosines):+.2f}, "
                      f"{min(cosines):+.2f} | {rows[0]['disagreement']:.3f} → {rows[-1]['disagreement']:.3f} | "
                      f"{rows[0]['wrong_top']:.3f} → {rows[-1]['wrong_top']:.3f} |")
