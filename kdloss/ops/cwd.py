@@ -8,7 +8,7 @@ with ``s`` and ``t`` already divided by tau::
 
 Two strategies, chosen by the kernels:
 
-- GPU (Triton, :mod:`kdloss.ops.triton_kernels`): forward saves two floats per row (``lse(s)``, ``lse(t)``)
+- GPU (Triton, :mod:`kdloss.ops.triton_levels`): forward saves two floats per row (``lse(s)``, ``lse(t)``)
   and backward recomputes both softmaxes from the inputs. Memory traffic is what costs there.
 - CPU (inductor-compiled torch, or the same torch code run eagerly as the fallback): the exponentials
   are what costs, so forward takes one exponential per element of each input and, while the row is in
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from kdloss._checks import compute_dtype, zero_loss
-from kdloss.ops import select_kernels, triton_kernels, triton_levels
+from kdloss.ops import select_kernels, triton_levels
 from kdloss.ops._compile import LazyCompiled
 
 
@@ -85,7 +85,8 @@ class CWDRowsFunction(torch.autograd.Function):
         ctx.tau, ctx.scale, ctx.kernels, ctx.student_dtype = tau, scale, kernels, student.dtype
         with torch.autocast(student.device.type, enabled=False):
             if kernels == "triton":
-                total, lse_s, lse_t = triton_kernels.cwd_rows_forward(student, teacher, 1.0 / tau)
+                total, lse_s, lse_t = triton_levels.cwd_levels_forward([student.contiguous()],
+                                                                       [teacher.contiguous()], [1.0], 1.0 / tau)
                 ctx.save_for_backward(student, teacher, lse_s, lse_t)
             else:
                 forward, value_and_grad = COMPILED if kernels == "compiled" else EAGER
@@ -101,8 +102,8 @@ class CWDRowsFunction(torch.autograd.Function):
         factor = grad_output * (ctx.scale / ctx.tau)
         if ctx.kernels == "triton":
             student, teacher, lse_s, lse_t = ctx.saved_tensors
-            grad = triton_kernels.cwd_rows_backward(student, teacher, lse_s, lse_t, 1.0 / ctx.tau,
-                                                    factor.to(lse_s.dtype))
+            grad = triton_levels.cwd_levels_backward([student.contiguous()], [teacher.contiguous()], lse_s, lse_t,
+                                                     [1.0], 1.0 / ctx.tau, factor)[0]
         else:
             (unscaled,) = ctx.saved_tensors
             grad = (unscaled * factor.to(unscaled.dtype)).to(ctx.student_dtype)

@@ -1,16 +1,13 @@
-"""Triton kernels for the two row reductions that dominate distillation cost on a GPU.
+"""Triton kernels for BCKD's class term (CWD's and the error sums' are in :mod:`kdloss.ops.triton_levels`,
+every level in one launch):
 
-- CWD: one program per channel map; an online log-sum-exp over the row gives ``lse(s)``, ``lse(t)`` and
-  ``Σ p_t (t − s)`` in a single read of both inputs; backward writes ``(p_s − p_t) · factor`` in one more.
-  The kernel is :mod:`kdloss.ops.triton_levels`' (all levels in one launch); here it runs one level.
 - BCKD class term: one program per anchor; sigmoid, BCE-with-logits and the ``|p_t − p_s|^beta`` weight
   in one read; also the per-anchor ``max_c |p_t − p_s|`` (box weights) and ``max_c p_t`` (default
   normaliser). Backward recomputes and writes the full gradient, the weight ``|p_t − p_s|^beta``
   differentiated as in the official code (see :mod:`kdloss.ops.bckd`).
 
-The forward launchers and the BCKD backward have torch twins with the same signature
-(``kdloss.ops.cwd.cwd_rows_forward``, ``kdloss.ops.bckd``); every launcher is tested through its autograd
-Function against the plain formula, on the CPU too with ``TRITON_INTERPRET=1``.
+The launchers have torch twins with the same signature (:mod:`kdloss.ops.bckd`); each is tested through its
+autograd Function against the plain formula, on the CPU too with ``TRITON_INTERPRET=1``.
 """
 
 from __future__ import annotations
@@ -59,24 +56,6 @@ if AVAILABLE:
         d_weight = tl.where(gap > 0, beta * weight / tl.where(gap > 0, diff, 1.0), 0.0)  # beta·|d|^(beta−1)·sign d
         grad = (diff * weight + bce * d_weight * e / (u * u)) * tl.load(FACTOR)
         tl.store(GRAD + row * classes + idx, grad.to(GRAD.dtype.element_ty), mask=mask)
-
-
-def cwd_rows_forward(student: Tensor, teacher: Tensor, inv_tau: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Triton build of :func:`kdloss.ops.cwd.cwd_rows_forward` (float32 statistics): the levels kernel of
-    :mod:`kdloss.ops.triton_levels` with one level."""
-    from kdloss.ops.triton_levels import cwd_levels_forward
-
-    return cwd_levels_forward([student.contiguous()], [teacher.contiguous()], [1.0], inv_tau)
-
-
-def cwd_rows_backward(student: Tensor, teacher: Tensor, lse_s: Tensor, lse_t: Tensor, inv_tau: float,
-                      factor: Tensor) -> Tensor:
-    """``factor · (softmax(s·inv_tau) − softmax(t·inv_tau))`` from the saved ``lse`` rows, in the student's
-    dtype."""
-    from kdloss.ops.triton_levels import cwd_levels_backward
-
-    return cwd_levels_backward([student.contiguous()], [teacher.contiguous()], lse_s, lse_t, [1.0], inv_tau,
-                               factor)[0]
 
 
 def bckd_cls_forward(student: Tensor, teacher: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:

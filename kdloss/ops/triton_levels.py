@@ -65,20 +65,28 @@ if AVAILABLE:
                          BLOCK)
 
 
-def _launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor], scales: Sequence[float],
-            power: int, partial: Tensor | None, factor: Tensor | None) -> None:
+def _level_slots(what: str, students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor],
+                 sizes: Sequence[int], scales: Sequence[float], programs: Sequence[int]) -> tuple[list, list[int]]:
+    """The :data:`MAX_LEVELS` argument slots of a levels kernel, ``(S, T, G, size, scale)`` per level (an unused
+    slot: level 0's pointers, size 0, no programs), and the first program of levels 1, 2, 3 (``programs``: each
+    level's program count)."""
     levels = len(students)
     if not 1 <= levels <= MAX_LEVELS:
-        raise ValueError(f"error sums: 1 to {MAX_LEVELS} levels per launch, got {levels}")
-    sizes = [s.numel() for s in students]
-    blocks = [triton.cdiv(n, BLOCK) for n in sizes]
-    firsts = [sum(blocks[:level]) for level in range(1, MAX_LEVELS)]  # the first block of levels 1, 2, 3
+        raise ValueError(f"{what}: 1 to {MAX_LEVELS} levels per launch, got {levels}")
     args = []
-    for level in range(MAX_LEVELS):  # unused levels: level 0's pointers, no elements, no blocks
+    for level in range(MAX_LEVELS):
         used = level < levels
         s, t = (students[level], teachers[level]) if used else (students[0], teachers[0])
         args += [s, t, grads[level] if used and grads else s, sizes[level] if used else 0,
                  float(scales[level]) if used else 0.0]
+    return args, [sum(programs[:level]) for level in range(1, MAX_LEVELS)]
+
+
+def _launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor], scales: Sequence[float],
+            power: int, partial: Tensor | None, factor: Tensor | None) -> None:
+    sizes = [s.numel() for s in students]
+    blocks = [triton.cdiv(n, BLOCK) for n in sizes]
+    args, firsts = _level_slots("error sums", students, teachers, grads, sizes, scales, blocks)
     backward = factor is not None
     _error_levels_kernel[(sum(blocks),)](*args, *firsts, students[0] if backward else partial,
                                          factor if backward else partial, POWER=power, BACKWARD=backward,
@@ -106,9 +114,10 @@ def error_levels_forward(students: Sequence[Tensor], teachers: Sequence[Tensor],
 
     ``students``/``teachers``: 1 to :data:`MAX_LEVELS` pairs of same-shape contiguous tensors on one device.
     """
-    if total_blocks(students) == 0:
+    blocks = total_blocks(students)
+    if blocks == 0:
         return torch.zeros((), dtype=torch.float32, device=students[0].device)
-    partial = torch.empty(total_blocks(students), dtype=torch.float32, device=students[0].device)
+    partial = torch.empty(blocks, dtype=torch.float32, device=students[0].device)
     _launch(students, teachers, (), scales, power, partial, None)
     return partial.sum()
 
@@ -193,16 +202,8 @@ if AVAILABLE:
 def _cwd_launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Sequence[Tensor],
                 scales: Sequence[float], inv_tau: float, stats: tuple[Tensor, Tensor, Tensor],
                 factor: Tensor | None) -> None:
-    levels = len(students)
-    if not 1 <= levels <= MAX_LEVELS:
-        raise ValueError(f"CWD: 1 to {MAX_LEVELS} levels per launch, got {levels}")
     rows = [s.shape[0] for s in students]
-    firsts = [sum(rows[:level]) for level in range(1, MAX_LEVELS)]
-    args = []
-    for level in range(MAX_LEVELS):  # unused levels: level 0's pointers, no rows
-        used = level < levels
-        s, t = (students[level], teachers[level]) if used else (students[0], teachers[0])
-        args += [s, t, grads[level] if used and grads else s, s.shape[1], float(scales[level]) if used else 0.0]
+    args, firsts = _level_slots("CWD", students, teachers, grads, [s.shape[1] for s in students], scales, rows)
     block = min(CWD_BLOCK, triton.next_power_of_2(max(max(s.shape[1] for s in students), 16)))
     kl, lse_s, lse_t = stats
     backward = factor is not None
@@ -226,5 +227,6 @@ def cwd_levels_backward(students: Sequence[Tensor], teachers: Sequence[Tensor], 
     """``factor · scale_l · (softmax(s·inv_tau) − softmax(t·inv_tau))`` for every level, from the forward's
     ``lse`` rows, in the students' dtypes, in one launch; ``factor`` a one-element tensor read on the device."""
     grads = [torch.empty_like(s) for s in students]
+    # backward writes no KL: its slot takes lse_s, never stored to
     _cwd_launch(students, teachers, grads, scales, inv_tau, (lse_s, lse_s, lse_t), factor.reshape(1).float())
     return grads
