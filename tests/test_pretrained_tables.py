@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
-from pretrained_tables import choose, method_table
+from pretrained_tables import choose, choose_above, method_table
 
 from kdloss.adapters.ultralytics.experiment import RunResult
 
@@ -43,6 +43,15 @@ def test_an_unfinished_search_chooses_nothing():
     found = runs({"cwd": (0.01, 0.02, 0.03)})[:-1]
     with pytest.raises(SystemExit, match="not finished: cwd has 2 of 3"):
         choose(found, ("cwd",))
+
+
+def test_round_two_goes_forward_only_above_the_incumbent():
+    incumbent = "bckd:schedule=cosine"
+    found = runs({incumbent: (0.003, 0.004, 0.0035), "a": (0.001, 0.002, 0.0), "b": (0.004, 0.005, 0.0045)})
+    assert choose_above(found, ("a", "b"), incumbent)[0] == "b"
+    found = runs({incumbent: (0.003, 0.004, 0.0035), "a": (0.001, 0.002, 0.0), "b": (0.003, 0.004, 0.0035)})
+    chosen, reasons = choose_above(found, ("a", "b"), incumbent)  # equal is not above
+    assert chosen is None and "nothing chosen" in reasons[-1]
 
 
 def test_the_table_pairs_by_seed():

@@ -4,7 +4,9 @@ repository root:
     .venv/bin/python docs/evidence/scripts/pretrained_starts.py STAGE [METHODS]
 
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
-probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md).
+probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md);
+round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...], baselines2, choose2,
+confirm2 METHOD.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -31,6 +33,10 @@ SEEDS = "[0,1,2]"
 STUDENT_ARGS = ["epochs=30", "imgsz=128", "batch=32", "workers=2", "device=cpu", "amp=False", "plots=False"]
 SEARCH = ("bckd", "bckd:schedule=cosine:schedule_final_ratio=0.01", "bckd:stop_epochs=10", "cwd", "bckd+cwd",
           "bckd:avg_factor=positives", "bckd:logit_weight=0.1", "bckd:bckd_cls_weight=0")
+COSINE = "bckd:schedule=cosine:schedule_final_ratio=0.01"  # round 1's choice, round 2's base
+# round 2's candidates, fixed in docs/experiments/pretrained-starts-round2.md before their runs
+SEARCH2 = ("bckd:logit_weight=1.5:schedule=cosine:schedule_final_ratio=0.01",
+           "bckd+ld:schedule=cosine:schedule_final_ratio=0.01", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
 
 
 def data(target: str) -> Path:
@@ -114,6 +120,25 @@ def run(stage: str, extra: list[str]) -> None:
         if unknown:
             raise SystemExit(f"not a pre-registered candidate: {unknown}")
         experiment("shapes", ",".join(("none", *(extra or SEARCH))))
+    elif stage == "search2":  # round 2, on shapes; no per-epoch checkpoints (no probes planned)
+        unknown = sorted(set(extra) - set(SEARCH2))
+        if unknown:
+            raise SystemExit(f"not a pre-registered round-2 candidate: {unknown}")
+        experiment("shapes", ",".join(("none", *(extra or SEARCH2))), project="shapes")
+    elif stage == "choose2":  # round 2's choice: the last line is the method, or "none chosen"
+        from pretrained_tables import choose_above, results
+
+        chosen, reasons = choose_above(results(OUT / "shapes"), SEARCH2, COSINE)
+        print("\n".join(reasons))
+        print(chosen or "none chosen")
+    elif stage == "baselines2":  # craters' plain fine-tuning on seeds 3-5, which confirm2 pairs against
+        experiment("craters", "none", with_teacher=False, seeds="[3,4,5]")
+    elif stage == "confirm2":  # round 2's choice, not retuned; craters on six seeds (the plan says why)
+        if not extra or extra[0] not in SEARCH2:
+            raise SystemExit(f"confirm2 needs the round-2 choice, one of {SEARCH2}")
+        experiment("dense", f"none,{extra[0]}")
+        experiment("craters", f"none,{extra[0]}", seeds="[0,1,2,3,4,5]")
+        experiment("shapes", f"none,{extra[0]}", student=pruned_student(), project="shapes-pruned")
     elif stage == "confirm":
         if not extra:
             raise SystemExit("confirm needs the chosen METHOD")
@@ -153,7 +178,7 @@ def run(stage: str, extra: list[str]) -> None:
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "probe-fresh, prune, choose, tables")
+                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2")
 
 
 if __name__ == "__main__":

@@ -172,20 +172,41 @@ def cost(method: str) -> int:
     return 0 if "bckd_cls_weight=0" in method else 1
 
 
-def choose(runs: list[RunResult], search: tuple[str, ...]) -> tuple[str, list[str]]:
-    """The search's choice by the rule written before it ran (docs/experiments/pretrained-starts.md): the highest
-    mean paired Δ over ``none``; a cheaper candidate within 1 SE of it wins instead. Returns (choice, reasons)."""
+def search_statistics(runs: list[RunResult], methods: tuple[str, ...]) -> dict[str, tuple]:
+    """Each method's paired (mean, SE, improved, count) over ``none``; exits if one has fewer than 3 seeds."""
     stats = {}
-    for method in search:
+    for method in methods:
         found = paired_statistics(paired_deltas(runs, method, "none"))
         if found is None or found[3] < 3:
             raise SystemExit(f"the search is not finished: {method} has {0 if found is None else found[3]} of 3 seeds")
         stats[method] = found
+    return stats
+
+
+def described(stats: dict[str, tuple]) -> list[str]:
+    return [f"{m}: {s[0]:+.4f} ± {s[1]:.4f} ({s[2]}/{s[3]})" for m, s in stats.items()]
+
+
+def choose(runs: list[RunResult], search: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The search's choice by the rule written before it ran (docs/experiments/pretrained-starts.md): the highest
+    mean paired Δ over ``none``; a cheaper candidate within 1 SE of it wins instead. Returns (choice, reasons)."""
+    stats = search_statistics(runs, search)
     best = max(search, key=lambda m: stats[m][0])
     mean, se = stats[best][0], stats[best][1]
     cheaper = [m for m in search if cost(m) < cost(best) and stats[m][0] >= mean - se]
-    reasons = [f"{m}: {stats[m][0]:+.4f} ± {stats[m][1]:.4f} ({stats[m][2]}/{stats[m][3]})" for m in search]
+    reasons = described(stats)
     if cheaper:
         pick = min(cheaper, key=lambda m: (cost(m), -stats[m][0]))
         return pick, [*reasons, f"highest: {best}; {pick} is cheaper and within 1 SE of it"]
     return best, [*reasons, f"highest: {best}; no cheaper candidate within 1 SE ({mean - se:+.4f})"]
+
+
+def choose_above(runs: list[RunResult], search: tuple[str, ...], incumbent: str) -> tuple[str | None, list[str]]:
+    """Round 2's rule (docs/experiments/pretrained-starts-round2.md): the candidate with the highest mean paired Δ
+    over ``none``, if that mean is above ``incumbent``'s; else ``None``. Returns (choice, reasons)."""
+    stats = search_statistics(runs, (*search, incumbent))
+    best = max(search, key=lambda m: stats[m][0])
+    reasons = described(stats)
+    if stats[best][0] > stats[incumbent][0]:
+        return best, [*reasons, f"highest: {best}, above {incumbent}"]
+    return None, [*reasons, f"highest: {best}, not above {incumbent}: nothing chosen"]
