@@ -6,7 +6,7 @@ repository root:
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
 probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md);
 round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...], baselines2, choose2,
-confirm2 METHOD.
+confirm2 METHOD [dense|craters|pruned ...].
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -136,9 +136,13 @@ def run(stage: str, extra: list[str]) -> None:
     elif stage == "confirm2":  # round 2's choice, not retuned; craters on six seeds (the plan says why)
         if not extra or extra[0] not in SEARCH2:
             raise SystemExit(f"confirm2 needs the round-2 choice, one of {SEARCH2}")
-        experiment("dense", f"none,{extra[0]}")
-        experiment("craters", f"none,{extra[0]}", seeds="[0,1,2,3,4,5]")
-        experiment("shapes", f"none,{extra[0]}", student=pruned_student(), project="shapes-pruned")
+        targets = extra[1:] or ["dense", "craters", "pruned"]  # optionally some, e.g. two processes
+        if "dense" in targets:
+            experiment("dense", f"none,{extra[0]}")
+        if "craters" in targets:
+            experiment("craters", f"none,{extra[0]}", seeds="[0,1,2,3,4,5]")
+        if "pruned" in targets:
+            experiment("shapes", f"none,{extra[0]}", student=pruned_student(), project="shapes-pruned")
     elif stage == "confirm":
         if not extra:
             raise SystemExit("confirm needs the chosen METHOD")
