@@ -64,15 +64,27 @@ def level_sum_case(loss: str, reference: Callable, fn: Callable, batch: int, dev
     return Case(loss, "P3+P4+P5", s, t, run)
 
 
-def mgd_case(batch: int, device: str) -> Case:
+MGD_PARTS = ("loss", "convs")  # MGD's time apart: the loss without its generation convs, and the convs alone
+
+
+def mgd_case(batch: int, device: str, part: str = "all") -> Case:
+    """MGD over P3+P4+P5: ``part="all"`` the whole loss; ``"loss"`` the same with identity generation networks
+    (the mask and the error sum: what the implementations differ in); ``"convs"`` the generation convs alone,
+    forward and backward, the same for every implementation (``Σ generation(s)`` as the scalar)."""
     s = [_feature(batch, level, device, True) for level in LEVELS]
     t = [_feature(batch, level, device, False) for level in LEVELS]
-    nets = [generation_block(c).to(device) for c, _ in LEVELS.values()]
+    if part == "loss":
+        nets = [torch.nn.Identity() for _ in LEVELS]
+    else:
+        nets = [generation_block(c).to(device) for c, _ in LEVELS.values()]
+    if part == "convs":
+        convs = lambda: sum(net(a).sum() for a, net in zip(s, nets))  # noqa: E731
+        return Case("mgd", "convs P3+P4+P5", s, t, dict.fromkeys(IMPLS, convs))
     run = {"reference": lambda: sum(references.mgd_official_style(a, b, g, ALPHA_MGD, LAMBDA_MGD)
                                     for a, b, g in zip(s, t, nets))}
     run |= {impl: (lambda impl=impl: KF.mgd(s, t, nets, alpha_mgd=ALPHA_MGD, lambda_mgd=LAMBDA_MGD, impl=impl))
             for impl in IMPLS[1:]}
-    return Case("mgd", "P3+P4+P5", s, t, run)
+    return Case("mgd", "P3+P4+P5" if part == "all" else f"{part} P3+P4+P5", s, t, run)
 
 
 def _head(batch: int, device: str, requires_grad: bool) -> DetectionOutput:
@@ -109,8 +121,16 @@ def logit_case(loss: str, batch: int, device: str) -> Case:
 
 
 def case_keys(losses: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(loss, level) for every case: CWD once per neck level and once over all three, the others once."""
-    return [(loss, level) for loss in losses for level in ([*LEVELS, "all"] if loss == "cwd" else ["all"])]
+    """(loss, level) for every case: CWD once per neck level and once over all three, MGD whole and in its two
+    parts (:data:`MGD_PARTS`), the others once."""
+    parts = {"cwd": [*LEVELS, "all"], "mgd": ["all", *MGD_PARTS]}
+    return [(loss, level) for loss in losses for level in parts.get(loss, ["all"])]
+
+
+def case_level(case: Case) -> str:
+    """The ``level`` that :func:`build_case` builds ``case`` from (its shape's first word, else ``"all"``)."""
+    first = case.shape.split()[0]
+    return first if first in (*LEVELS, *MGD_PARTS) else "all"
 
 
 def build_case(loss: str, level: str, batch: int, device: str) -> Case:
@@ -122,7 +142,7 @@ def build_case(loss: str, level: str, batch: int, device: str) -> Case:
     if loss == "mimic":
         return level_sum_case("mimic", references.mimic_reference, KF.mimic, batch, device)
     if loss == "mgd":
-        return mgd_case(batch, device)
+        return mgd_case(batch, device, level)
     if loss == "pkd":
         return level_sum_case("pkd", references.pkd_mmrazor_style, KF.pkd, batch, device)
     return logit_case(loss, batch, device)

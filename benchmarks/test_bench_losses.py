@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.cases import IMPLS, LEVELS, all_cases
+from benchmarks.cases import IMPLS, all_cases, case_level
 from benchmarks.run import LOSSES, cpu_peak_extra_mb, floor_fn, peak_extra_mb, step
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -16,11 +16,11 @@ CASES = all_cases(batch=2, device=DEVICE, losses=LOSSES)
 
 
 @pytest.mark.parametrize("impl", [*IMPLS, "floor"])
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.loss}-{c.shape.split()[0]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.loss}-{case_level(c)}" for c in CASES])
 def test_forward_backward(benchmark, case, impl):
     fn = floor_fn(case) if impl == "floor" else (lambda: step(case, case.run[impl]))
     fn()  # compile outside the timing
-    level = case.shape.split()[0] if case.shape.split()[0] in LEVELS else "all"
+    level = case_level(case)
     benchmark.extra_info["peak_extra_mb"] = (peak_extra_mb(fn, DEVICE, case.student) if DEVICE == "cuda"
                                              else cpu_peak_extra_mb(case.loss, level, 2, impl))
     benchmark(fn)

@@ -207,6 +207,40 @@ def test_losses_take_the_one_launch_path_and_agree_with_eager(make, monkeypatch)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
 
 
+def test_mgd_takes_one_launch_for_all_levels_and_agrees_with_eager(monkeypatch):
+    """MGD's fused path: the generation convs level by level, then one error sum for every level, with the
+    same masks as eager (one seeded generator); values and the gradients of the students and the convs."""
+    from kdloss.functional.mgd import mgd
+    from kdloss.ops import errors
+
+    apply = errors.ErrorLevelsFunction.apply
+    seen = []
+    monkeypatch.setattr(errors.ErrorLevelsFunction, "apply",
+                        lambda power, scales, kernels, *pairs: seen.append(len(pairs) // 2)
+                        or apply(power, scales, "triton", *pairs))
+    g = torch.Generator().manual_seed(5)
+    shapes = [(2, 4, 9, 9), (2, 6, 5, 5), (2, 8, 3, 3)]
+    students = [torch.randn(shape, generator=g).to(DEVICE) for shape in shapes]
+    teachers = [torch.randn(shape, generator=g).to(DEVICE) for shape in shapes]
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(c, c, 3, padding=1)).to(DEVICE) for _, c, _, _ in shapes]
+    results = []
+    for impl in ("fused", "eager"):
+        for net in nets:
+            net.zero_grad()
+        leaves = [s.clone().requires_grad_(True) for s in students]
+        value = mgd(leaves, teachers, nets, alpha_mgd=0.1, lambda_mgd=0.5,
+                    generator=torch.Generator(device=DEVICE).manual_seed(11), impl=impl)
+        value.backward()
+        results.append((value, [x.grad for x in leaves] + [p.grad.clone() for net in nets for p in net.parameters()]))
+    assert seen == [3]
+    (fused, fused_grads), (eager, eager_grads) = results
+    torch.testing.assert_close(fused, eager, rtol=1e-6, atol=1e-7)
+    for a, b in zip(fused_grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="host syncs exist on CUDA only")
 def test_no_host_sync_on_cuda():
     students, teachers = levels(torch.float32)

@@ -10,7 +10,7 @@ from torch import Tensor
 from kdloss._checks import FeatureLevels, check_positive, compute_dtype, feature_levels, zero_loss
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
-from kdloss.ops.errors import error_sum_fused
+from kdloss.ops.errors import error_levels_fused
 
 
 def mgd_mask(
@@ -51,25 +51,45 @@ def mgd(
             ``(N, C_t, H, W)``; :class:`kdloss.MGD` owns conv3x3 → ReLU → conv3x3 ones.
         alpha_mgd: loss scale. lambda_mgd: masking probability in ``[0, 1)``; 0 disables masking.
         generator: ``torch.Generator`` for the masks (reproducible runs).
-        impl: ``"eager"``, ``"fused"`` (one-pass error sum), ``"compile"`` (``torch.compile`` of the
-            generation and error, the mask drawn eagerly) or ``"auto"``.
+        impl: ``"eager"``, ``"fused"`` (the generation networks run level by level, then every level's
+            error sum in one pass: one Triton launch on CUDA, :func:`kdloss.ops.errors.error_levels_fused`),
+            ``"compile"`` (``torch.compile`` of the generation and error, the mask drawn eagerly) or ``"auto"``.
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
     check_positive("MGD", "alpha_mgd", alpha_mgd)
-    reconstruction = RECONSTRUCTION_IMPLS[resolve_impl("MGD", impl, student)]
+    impl = resolve_impl("MGD", impl, student)
     if not 0.0 <= lambda_mgd < 1.0:
         raise ValueError(f"MGD: lambda_mgd must be in [0, 1), got {lambda_mgd}")
     s_levels, t_levels = feature_levels("MGD", student, teacher, check_finite=check_finite)
     networks = [generation] if callable(generation) else list(generation)
     if len(networks) != len(s_levels):
         raise ValueError(f"MGD: {len(networks)} generation network(s) for {len(s_levels)} feature level(s)")
+    if impl == "fused":
+        return mgd_levels_fused(s_levels, t_levels, networks, alpha_mgd, lambda_mgd, generator)
     return sum(
-        mgd_level(s, t, net, alpha_mgd, lambda_mgd, generator, reconstruction)
+        mgd_level(s, t, net, alpha_mgd, lambda_mgd, generator, RECONSTRUCTION_IMPLS[impl])
         for s, t, net in zip(s_levels, t_levels, networks)
     )
+
+
+def mgd_levels_fused(s_levels: list[Tensor], t_levels: list[Tensor], networks: list[Callable[[Tensor], Tensor]],
+                     alpha_mgd: float, lambda_mgd: float, generator: torch.Generator | None) -> Tensor:
+    """:func:`mgd` with every level's reconstruction error in one fused error sum; the masks are drawn in the
+    same order as level by level (so a seeded ``generator`` gives the eager path's masks)."""
+    present = [(s, t, net) for s, t, net in zip(s_levels, t_levels, networks) if s.numel()]
+    empty = zero_loss(*[s for s in s_levels if not s.numel()]) if len(present) < len(s_levels) else 0.0
+    if not present:
+        return empty
+    generated = []
+    for s, _, net in present:
+        masked = s.to(compute_dtype(s))
+        masked = masked * mgd_mask(masked, lambda_mgd, generator)
+        generated.append(net(masked).to(masked.dtype))
+    scales = [alpha_mgd / s.shape[0] for s, _, _ in present]
+    return error_levels_fused(generated, [t.detach() for _, t, _ in present], scales, power=2) + empty
 
 
 def mgd_level(
@@ -96,12 +116,7 @@ def reconstruction_error(masked: Tensor, teacher: Tensor, generation: Callable[[
     return (generated - teacher.to(masked.dtype)).square().sum()
 
 
-def reconstruction_error_fused(masked: Tensor, teacher: Tensor, generation: Callable[[Tensor], Tensor]) -> Tensor:
-    return error_sum_fused(generation(masked).to(masked.dtype), teacher, power=2)
-
-
 RECONSTRUCTION_IMPLS = {
     "eager": reconstruction_error,
-    "fused": reconstruction_error_fused,
     "compile": LazyCompiled(reconstruction_error),
 }
