@@ -11,6 +11,7 @@ from kdloss.functional.bckd import resolve_avg_factor
 from kdloss.functional.kl import softmax_kl_terms
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.ld import box_kl_fits, ld_box_kl
 
 
 def ld(student: DetectionOutput, teacher: DetectionOutput, *, temperature: float = 10.0,
@@ -37,8 +38,9 @@ def ld(student: DetectionOutput, teacher: DetectionOutput, *, temperature: float
             ``reg_max > 1``, ``cls`` ``(B, A, nc)`` (the teacher's gives the weights).
         temperature: T (> 0); the official setting is 10.
         avg_factor: the normaliser (a positive scalar), or ``None``.
-        impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (the
-            compiled build; there is no hand-written kernel) or ``"auto"``
+        impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (on CUDA one
+            Triton launch each way, :mod:`kdloss.ops.ld`; elsewhere, and for float64, the compiled build) or
+            ``"auto"``
             (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
@@ -67,5 +69,13 @@ def ld_terms(student_box: Tensor, teacher_box: Tensor, teacher_cls: Tensor, temp
     return (weights * kl.sum(-1)).sum() / 4, weights.sum()
 
 
+def ld_terms_fused(student_box: Tensor, teacher_box: Tensor, teacher_cls: Tensor, temperature: float,
+                   kernels: str = "auto") -> tuple[Tensor, Tensor]:
+    """:func:`ld_terms` with Triton kernels where they fit (:func:`kdloss.ops.ld.box_kl_fits`), else compiled."""
+    if box_kl_fits(student_box, teacher_box, teacher_cls, kernels):
+        return ld_box_kl(student_box, teacher_box, teacher_cls, temperature)
+    return COMPILED_TERMS(student_box, teacher_box, teacher_cls, temperature)
+
+
 COMPILED_TERMS = LazyCompiled(ld_terms)
-TERMS_IMPLS = {"eager": ld_terms, "fused": COMPILED_TERMS, "compile": COMPILED_TERMS}
+TERMS_IMPLS = {"eager": ld_terms, "fused": ld_terms_fused, "compile": COMPILED_TERMS}
