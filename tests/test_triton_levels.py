@@ -152,10 +152,11 @@ def test_frozen_levels_get_no_gradient_and_nan_is_as_torch():
 
 def test_unspecialised_arguments_are_the_kernels_own():
     """Triton ignores a misspelt name in do_not_specialize (the sizes would then recompile per value); the
-    interpreter keeps no such list, so the kernels are looked at compiled, in a fresh process (LD's too)."""
+    interpreter keeps no such list, so the kernels are looked at compiled, in a fresh process (LD's and PKD's too)."""
     code = textwrap.dedent("""
-        from kdloss.ops import triton_ld, triton_levels as t
-        expected = {t._error_levels_kernel: 7, t._cwd_levels_kernel: 7, triton_ld._box_kl_kernel: 2}
+        from kdloss.ops import triton_ld, triton_pkd, triton_levels as t
+        expected = {t._error_levels_kernel: 7, t._cwd_levels_kernel: 7, triton_ld._box_kl_kernel: 2,
+                    triton_pkd._pkd_levels_kernel: 16}
         for kernel, count in expected.items():
             names = [kernel.arg_names[i] if isinstance(i, int) else i for i in kernel.do_not_specialize]
             assert len(names) == count and set(names) <= set(kernel.arg_names), names

@@ -9,6 +9,7 @@ from torch import Tensor
 from kdloss._checks import FeatureLevels, as_level_list, compute_dtype, feature_levels, zero_loss
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.pkd import pkd_levels_fit, pkd_levels_fused
 
 STD_EPS = 1e-6
 
@@ -31,14 +32,16 @@ def pkd(student: FeatureLevels, teacher: FeatureLevels, *, resize_student: bool 
         resize_student: where a level's spatial sizes differ, resize the student bilinearly to the
             teacher's (mmrazor ``resize_stu=True``); ``False`` makes that an error.
         impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it, which fuses the
-            statistics and the error sum), ``"fused"`` (the compiled build: there is no hand-written kernel)
-            or ``"auto"`` (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
+            statistics and the error sum), ``"fused"`` (on CUDA every level in one Triton launch each way,
+            :mod:`kdloss.ops.pkd`; elsewhere, and for float64, the compiled build) or ``"auto"`` (fused on
+            the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
     Returns:
         Scalar tensor (float32, or float64 for float64 inputs); zero for an empty batch.
     """
-    level = LEVEL_IMPLS[resolve_impl("PKD", impl, student)]
+    impl = resolve_impl("PKD", impl, student)
+    level = LEVEL_IMPLS[impl]
     s_levels, t_levels = as_level_list(student), as_level_list(teacher)
     if len(s_levels) != len(t_levels):  # before the resize's zip, which would drop the extra levels
         raise ValueError(f"PKD: student has {len(s_levels)} feature level(s) but teacher has {len(t_levels)}")
@@ -50,6 +53,12 @@ def pkd(student: FeatureLevels, teacher: FeatureLevels, *, resize_student: bool 
         if positions == 1:
             raise ValueError(f"PKD: level {index} has one value per channel (shape {tuple(s.shape)}); "
                              "the standard deviation needs N·H·W ≥ 2")
+    if impl == "fused":
+        present = [(s, t) for s, t in zip(s_levels, t_levels) if s.numel()]
+        if present and pkd_levels_fit([s for s, _ in present], [t for _, t in present]):
+            empty = [s for s in s_levels if not s.numel()]
+            return (pkd_levels_fused([s for s, _ in present], [t for _, t in present])
+                    + (zero_loss(*empty) if empty else 0.0))
     return sum(level(s, t) if s.numel() else zero_loss(s) for s, t in zip(s_levels, t_levels))
 
 
