@@ -30,8 +30,8 @@ failed() { local rc=$?; (( status )) || status=$rc; }  # keep the first failure'
 # extras; without it, in one).
 parallel=()
 if "$python" -c 'import xdist' 2>/dev/null; then parallel=(-n 4); fi
-timeout --kill-after=10 270 "$python" -m pytest tests/test_impls.py tests/test_triton_levels.py tests/test_logit_losses.py \
-    tests/test_feature_losses.py -q --maxfail=5 ${parallel[@]+"${parallel[@]}"} || failed
+timeout --kill-after=10 270 "$python" -m pytest tests/test_impls.py tests/test_triton_levels.py tests/test_triton_ld.py \
+    tests/test_triton_pkd.py tests/test_logit_losses.py tests/test_feature_losses.py -q --maxfail=5 ${parallel[@]+"${parallel[@]}"} || failed
 # 2. the loss benchmark (seven of its nine losses took about 2 minutes at --min-time 0.3 on the H200), leaving
 # 90 s for step 3; its JSON is rewritten after every case, so a run cut short keeps what it measured
 if (( deadline - SECONDS - 100 > 0 )); then

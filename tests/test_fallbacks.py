@@ -161,7 +161,8 @@ print("done")
 def test_auto_on_cuda_is_the_fastest_measured_there(monkeypatch):
     """``CUDA_AUTO`` is re-derived from the committed GPU benchmark: for each loss the fastest of kdloss's
     implementations (eager, fused, compile) in benchmarks/results-cuda.json, CWD's from the per-level rows of
-    benchmarks/gpu-check-h200.log (fastest at every level); L1, never measured, is eager."""
+    benchmarks/gpu-check-h200.log (fastest at every level); L1, never measured, is eager; a fused path rewritten
+    since the measurement (PKD's Triton kernels) maps to the build that was measured as fused."""
     import json
     import re
     from pathlib import Path
@@ -177,6 +178,8 @@ def test_auto_on_cuda_is_the_fastest_measured_there(monkeypatch):
         times = {r["impl"]: r["ms"] for r in rows if r["loss"] == loss and r["impl"] in ("eager", "fused", "compile")}
         assert set(times) == {"eager", "fused", "compile"}, loss
         expected[name] = min(times, key=times.get)
+        if expected[name] == "fused" and name in ops.FUSED_SINCE_MEASURED:  # fused rewritten since: what it was
+            expected[name] = ops.FUSED_SINCE_MEASURED[name]
     cwd_rows = re.findall(r"^cwd\s+P\d \([^)]*\)\s+(eager|fused|compile)\s+([\d.]+)",
                           (root / "gpu-check-h200.log").read_text(), re.M)
     levels = {}
