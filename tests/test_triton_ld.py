@@ -111,3 +111,31 @@ def test_no_host_sync_on_cuda():
         ops_ld.ld_box_kl(box, t_box, t_cls, 10.0)[0].backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_crosskd_fused_takes_the_class_and_kl_kernels_and_agrees_with_eager(monkeypatch):
+    """CrossKD's fused path on CUDA: BCKD's class kernel and LD's KL kernel (one launch each way each) and the
+    compiled GIoU Function, equal to ``impl="eager"`` (itself tested against the official code in
+    tests/test_crosskd.py) in both terms' values and in the crossed predictions' gradients."""
+    from kdloss.ops import triton_kernels as bckd_kernels
+
+    launches = []
+    launch = triton_ld._launch
+    monkeypatch.setattr(triton_ld, "_launch", lambda *args: launches.append("kl") or launch(*args))
+    forward = bckd_kernels.bckd_cls_forward
+    monkeypatch.setattr(bckd_kernels, "bckd_cls_forward", lambda *args: launches.append("cls") or forward(*args))
+    fits = ops_ld.box_kl_fits
+    module = importlib.import_module("kdloss.functional.crosskd")
+    monkeypatch.setattr(module, "box_kl_fits", lambda s, t, c, kernels: fits(s, t, c, "triton"))
+    s, t = detection_pair(batch=2, sizes=((5, 5), (3, 3)), strides=(8, 16), nc=4, reg_max=16, dtype=torch.float32)
+    results = []
+    for impl in ("fused", "eager"):
+        cls, box = s.cls.detach().clone().requires_grad_(True), s.box.detach().clone().requires_grad_(True)
+        parts = KF.crosskd_parts(DetectionOutput(cls, box, s.anchors, s.strides), t, temperature=2.0,
+                                 avg_factor=3.0, impl=impl)
+        (parts.cls + 0.5 * parts.box).backward()
+        results.append(([parts.cls, parts.box], [cls.grad, box.grad]))
+    assert launches == ["cls", "kl", "kl"]  # class forward (its backward is another kernel), KL forward, backward
+    (fused, fused_grads), (eager, eager_grads) = results
+    for a, b in zip(fused + fused_grads, eager + eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

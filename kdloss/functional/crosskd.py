@@ -14,6 +14,8 @@ from kdloss.functional.kl import softmax_kl_terms
 from kdloss.functional.parts import ClassBoxParts
 from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
+from kdloss.ops.bckd import BCKDBoxFunction, BCKDClassFunction
+from kdloss.ops.ld import BoxKLFunction, box_kl_fits
 
 CrossKDParts = ClassBoxParts  # CrossKD's two terms (one definition for both class-and-box losses)
 
@@ -58,8 +60,9 @@ def crosskd_parts(
         crossed, teacher: :class:`kdloss.DetectionOutput` with ``cls (B, A, nc)``, ``box (B, A, 4, reg_max)``,
             ``anchors (A, 2)`` and ``strides (A,)``.
         avg_factor: normaliser of the class term (a positive scalar), or ``None``.
-        impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (the compiled
-            build; there is no hand-written kernel) or ``"auto"``
+        impl: ``"eager"`` (this reference), ``"compile"`` (``torch.compile`` of it), ``"fused"`` (on CUDA
+            kdloss's Triton kernels for the class term and the KL, :func:`crosskd_terms_fused`; elsewhere the
+            compiled build) or ``"auto"``
             (fused on the CPU; on CUDA the one measured fastest there, :data:`kdloss.ops.CUDA_AUTO`).
         check_finite: raise ``ValueError`` if either side holds NaN/inf.
 
@@ -112,5 +115,24 @@ def crosskd(crossed: DetectionOutput, teacher: DetectionOutput, **kwargs) -> Ten
     return parts.cls + parts.box
 
 
+def crosskd_terms_fused(crossed_cls: Tensor, teacher_cls: Tensor, crossed_box: Tensor, teacher_box: Tensor,
+                        anchors: Tensor, strides: Tensor, beta: float, temperature: float, kernels: str = "auto"
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`crosskd_terms` from kdloss's kernels where the Triton ones fit (CUDA; :func:`kdloss.ops.ld.box_kl_fits`):
+    the class term and the weights ``max_c p_t`` from BCKD's class kernel, the KL from LD's (each one launch each
+    way), the GIoU sum from BCKD's compiled box Function. Elsewhere, and for ``reg_max == 1``, the compiled
+    build of :func:`crosskd_terms`."""
+    if crossed_box.shape[-1] == 1 or not box_kl_fits(crossed_box, teacher_box, teacher_cls, kernels):
+        return COMPILED_TERMS(crossed_cls, teacher_cls, crossed_box, teacher_box, anchors, strides, beta, temperature)
+    b, a, nc = crossed_cls.shape
+    cls_sum, _, weights = BCKDClassFunction.apply(crossed_cls.reshape(b * a, nc),
+                                                  teacher_cls.detach().reshape(b * a, nc), beta, "triton")
+    bins = crossed_box.shape[-1]
+    kl_sum, _ = BoxKLFunction.apply(crossed_box.reshape(b * a, 4, bins), teacher_box.detach().reshape(b * a, 4, bins),
+                                    teacher_cls.detach().reshape(b * a, nc), temperature, temperature**2 / 4)
+    giou_sum = BCKDBoxFunction.apply(crossed_box, teacher_box.detach(), anchors, strides, weights.view(b, a), kernels)
+    return cls_sum, kl_sum, giou_sum, weights.sum()
+
+
 COMPILED_TERMS = LazyCompiled(crosskd_terms)
-TERMS_IMPLS = {"eager": crosskd_terms, "fused": COMPILED_TERMS, "compile": COMPILED_TERMS}
+TERMS_IMPLS = {"eager": crosskd_terms, "fused": crosskd_terms_fused, "compile": COMPILED_TERMS}
