@@ -6,7 +6,7 @@ repository root:
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
 probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md);
 round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...], baselines2, choose2,
-confirm2 METHOD [dense|craters|pruned ...].
+confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD].
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -177,12 +177,16 @@ def run(stage: str, extra: list[str]) -> None:
         from pretrained_tables import write
 
         print(write(OUT, data, teacher, SEARCH, extra[0] if extra else None))
+    elif stage == "tables2":  # round 2's tables, optionally with its choice's confirmation
+        from pretrained_tables import write_round2
+
+        print(write_round2(OUT, data, teacher, SEARCH2, COSINE, extra[0] if extra else None))
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2")
+                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2")
 
 
 if __name__ == "__main__":
