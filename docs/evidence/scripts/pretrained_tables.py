@@ -21,6 +21,7 @@ from kdloss.adapters.ultralytics.pairing import paired_deltas, paired_statistics
 
 DOCS = Path("docs/experiments")
 STAGE = ".venv/bin/python docs/evidence/scripts/pretrained_starts.py"
+ROUND1_SEEDS = (0, 1, 2)  # round 2 added seeds 3-5 on craters; round 1's tables stay on its own seeds
 
 
 def results(project: Path) -> list[RunResult]:
@@ -129,7 +130,8 @@ def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str |
     sections, every_run = [], []
     teachers, by_target = {}, {}
     for target in ("shapes", "dense", "craters"):
-        runs = by_target[target] = results(out / target)
+        runs = by_target[target] = [r for r in results(out / target)
+                                    if r.seed in ROUND1_SEEDS and r.method in ("none", "builtin", *search, chosen)]
         if not runs:
             continue
         teachers[target] = evaluate(teacher_of(target), data_of(target), 128, "test", "teacher", 0)
@@ -148,7 +150,7 @@ def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str |
             confirm = [r for r in runs if r.method in ("none", chosen)]
             sections += [f"## {target}: the chosen recipe, not retuned", "", f"`{STAGE} confirm {chosen}`", "",
                          *method_table(confirm, ("none", chosen)), ""]
-    pruned = results(out / "shapes-pruned")
+    pruned = [r for r in results(out / "shapes-pruned") if r.method in ("none", "builtin", "bckd", chosen)]
     if pruned and "shapes" in teachers:
         every_run += [{**asdict(r), "target": "shapes-pruned"} for r in pruned]
         command = f"{STAGE} prune" + (f" {chosen}" if chosen else "")
@@ -213,11 +215,13 @@ def choose_above(runs: list[RunResult], search: tuple[str, ...], incumbent: str)
 
 
 def write_round2(out: Path, data_of, teacher_of, search: tuple[str, ...], incumbent: str, chosen: str | None) -> Path:
-    """Round 2's tables (docs/experiments/pretrained-starts-round2.md) to ``pretrained-starts-round2-tables.md``:
+    """Round 2's tables (docs/experiments/pretrained-starts-round2.md) to ``pretrained-starts-round2-tables.md``
+    and its runs to ``pretrained-starts-round2-runs.json``:
     the search on shapes beside ``incumbent`` (round 1's choice), then, for ``chosen``, dense, craters (seeds
     0–5 for ``none`` and the choice) and the pruned student beside round 1's rows."""
     shapes = results(out / "shapes")
     order = ("none", incumbent, *search)
+    every_run = [{**asdict(r), "target": "shapes"} for r in shapes if r.method in order]
     sections = ["## shapes: the search", "", f"`{STAGE} search2`, then `{STAGE} choose2`", "",
                 *method_table([r for r in shapes if r.method in order], order), ""]
     if chosen:
@@ -226,6 +230,7 @@ def write_round2(out: Path, data_of, teacher_of, search: tuple[str, ...], incumb
             runs = [r for r in results(out / project) if r.method in compared]
             if not any(r.method == chosen for r in runs):
                 continue
+            every_run += [{**asdict(r), "target": project} for r in runs]
             sections += [f"## {target}: the choice, not retuned", "", f"`{STAGE} confirm2 {chosen}`", "",
                          *method_table(runs, compared), ""]
             if project == "shapes-pruned":
@@ -238,4 +243,5 @@ def write_round2(out: Path, data_of, teacher_of, search: tuple[str, ...], incumb
               "have seeds 0–2 only; on craters `none` and the choice have seeds 0–5.", ""]
     tables = DOCS / "pretrained-starts-round2-tables.md"
     tables.write_text("\n".join(header + sections))
+    (DOCS / "pretrained-starts-round2-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
     return tables
