@@ -6,7 +6,9 @@ repository root:
 Stages: data, pretrain, baselines, teachers [TARGET ...], q1 [TARGET ...], search [CANDIDATE ...], confirm METHOD,
 probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/experiments/pretrained-starts-tables.md);
 round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...], baselines2, choose2,
-confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD].
+confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/experiments/pretrained-starts-round3.md,
+100-epoch students): baselines3, search3 [CANDIDATE ...], choose3, confirm3 METHOD [dense|craters|pruned ...],
+tables3 [METHOD].
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -30,13 +32,16 @@ EVIDENCE = Path("runs/evidence")
 OUT = EVIDENCE / "pretrained"
 TARGETS = ("shapes", "dense", "craters")
 SEEDS = "[0,1,2]"
-STUDENT_ARGS = ["epochs=30", "imgsz=128", "batch=32", "workers=2", "device=cpu", "amp=False", "plots=False"]
+STUDENT_ARGS = ["imgsz=128", "batch=32", "workers=2", "device=cpu", "amp=False", "plots=False"]
 SEARCH = ("bckd", "bckd:schedule=cosine:schedule_final_ratio=0.01", "bckd:stop_epochs=10", "cwd", "bckd+cwd",
           "bckd:avg_factor=positives", "bckd:logit_weight=0.1", "bckd:bckd_cls_weight=0")
 COSINE = "bckd:schedule=cosine:schedule_final_ratio=0.01"  # round 1's choice, round 2's base
 # round 2's candidates, fixed in docs/experiments/pretrained-starts-round2.md before their runs
 SEARCH2 = ("bckd:logit_weight=1.5:schedule=cosine:schedule_final_ratio=0.01",
            "bckd+ld:schedule=cosine:schedule_final_ratio=0.01", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
+# round 3: ultralytics' default length for the students; its two methods, fixed before its runs
+LONG_EPOCHS = 100
+SEARCH3 = ("bckd", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
 
 
 def data(target: str) -> Path:
@@ -74,9 +79,9 @@ def teacher(target: str) -> Path:
 
 
 def experiment(target: str, methods: str, student: Path | str | None = None, project: str | None = None,
-               with_teacher: bool = True, seeds: str = SEEDS, every_epoch: bool = False) -> None:
+               with_teacher: bool = True, seeds: str = SEEDS, every_epoch: bool = False, epochs: int = 30) -> None:
     args = ["experiment", f"data={data(target)}", f"student={student or pretrained('n')}", f"methods={methods}",
-            f"seeds={seeds}", f"project={OUT / (project or target)}", *STUDENT_ARGS]
+            f"seeds={seeds}", f"project={OUT / (project or target)}", *STUDENT_ARGS, f"epochs={epochs}"]
     if (target == "shapes" and project is None) or every_epoch:
         args.append("save_period=1")  # every epoch's checkpoint, for question 2's gradient and disagreement probes
     if with_teacher:
@@ -181,12 +186,42 @@ def run(stage: str, extra: list[str]) -> None:
         from pretrained_tables import write_round2
 
         print(write_round2(OUT, data, teacher, SEARCH2, COSINE, extra[0] if extra else None))
+    elif stage == "baselines3":  # round 3: plain 100-epoch fine-tuning on shapes, which needs no teacher
+        experiment("shapes", "none", with_teacher=False, project="shapes-100", epochs=LONG_EPOCHS)
+    elif stage == "search3":  # optionally only some of its methods, e.g. two processes on two cores
+        unknown = sorted(set(extra) - set(SEARCH3))
+        if unknown:
+            raise SystemExit(f"not a pre-registered round-3 method: {unknown}")
+        experiment("shapes", ",".join(("none", *(extra or SEARCH3))), project="shapes-100", epochs=LONG_EPOCHS)
+    elif stage == "choose3":  # round 3's rule: the last line is the method, or "none chosen"
+        from pretrained_tables import choose_clear, results
+
+        chosen, reasons = choose_clear(results(OUT / "shapes-100"), SEARCH3, min_se=2.0)
+        print("\n".join(reasons))
+        print(chosen or "none chosen")
+    elif stage == "confirm3":  # round 3's choice at 100 epochs, not retuned; craters on six seeds
+        if not extra or extra[0] not in SEARCH3:
+            raise SystemExit(f"confirm3 needs the round-3 choice, one of {SEARCH3}")
+        targets = extra[1:] or ["dense", "craters", "pruned"]
+        if "dense" in targets:
+            experiment("dense", f"none,{extra[0]}", project="dense-100", epochs=LONG_EPOCHS)
+        if "craters" in targets:
+            experiment("craters", f"none,{extra[0]}", seeds="[0,1,2,3,4,5]", project="craters-100",
+                       epochs=LONG_EPOCHS)
+        if "pruned" in targets:
+            experiment("shapes", f"none,{extra[0]}", student=pruned_student(), project="shapes-pruned-100",
+                       epochs=LONG_EPOCHS)
+    elif stage == "tables3":
+        from pretrained_tables import write_round3
+
+        print(write_round3(OUT, data, teacher, SEARCH3, extra[0] if extra else None))
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2")
+                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, baselines3, "
+                         "search3, choose3, confirm3, tables3")
 
 
 if __name__ == "__main__":
