@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
-from pretrained_tables import choose, choose_above, method_table
+from pretrained_tables import choose, choose_above, choose_clear, method_table
 
 from kdloss.adapters.ultralytics.experiment import RunResult
 
@@ -52,6 +52,20 @@ def test_round_two_goes_forward_only_above_the_incumbent():
     found = runs({incumbent: (0.003, 0.004, 0.0035), "a": (0.001, 0.002, 0.0), "b": (0.003, 0.004, 0.0035)})
     chosen, reasons = choose_above(found, ("a", "b"), incumbent)  # equal is not above
     assert chosen is None and "nothing chosen" in reasons[-1]
+
+
+def test_round_three_goes_forward_only_two_se_above_zero():
+    # b: +0.004 ± 0.0006 (6.9 SE) beats a: +0.001
+    found = runs({"a": (0.001, 0.002, 0.0), "b": (0.004, 0.005, 0.003)})
+    chosen, reasons = choose_clear(found, ("a", "b"), min_se=2.0)
+    assert chosen == "b" and "6.9 SE" in reasons[-1]
+    # b: +0.004 ± 0.0031 (1.3 SE): the highest, but not clear of zero
+    found = runs({"a": (0.001, 0.002, 0.0), "b": (0.0, 0.002, 0.010)})
+    chosen, reasons = choose_clear(found, ("a", "b"), min_se=2.0)
+    assert chosen is None and "nothing chosen" in reasons[-1]
+    # every method below zero: nothing, whatever the SE
+    found = runs({"a": (-0.004, -0.005, -0.003), "b": (-0.002, -0.0021, -0.0019)})
+    assert choose_clear(found, ("a", "b"), min_se=2.0)[0] is None
 
 
 def test_the_table_pairs_by_seed():

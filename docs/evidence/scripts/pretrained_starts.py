@@ -220,8 +220,8 @@ def run(stage: str, extra: list[str]) -> None:
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
-                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, baselines3, "
-                         "search3, choose3, confirm3, tables3")
+                         "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
+                         "baselines3, search3, choose3, confirm3, tables3")
 
 
 if __name__ == "__main__":
