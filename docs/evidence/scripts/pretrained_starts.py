@@ -192,7 +192,8 @@ def run(stage: str, extra: list[str]) -> None:
         unknown = sorted(set(extra) - set(SEARCH3))
         if unknown:
             raise SystemExit(f"not a pre-registered round-3 method: {unknown}")
-        experiment("shapes", ",".join(("none", *(extra or SEARCH3))), project="shapes-100", epochs=LONG_EPOCHS)
+        # without `none`, which baselines3 trains (perhaps at the same time, on the other core)
+        experiment("shapes", ",".join(extra or SEARCH3), project="shapes-100", epochs=LONG_EPOCHS)
     elif stage == "choose3":  # round 3's rule: the last line is the method, or "none chosen"
         from pretrained_tables import choose_clear, results
 
