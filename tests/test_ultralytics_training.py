@@ -291,3 +291,32 @@ def test_experiment_fine_tunes_a_pruned_student_as_loaded_for_every_method(data,
                              tmp_path / "exp", **settings)
     assert [r.method for r in results] == ["none", "builtin", "bckd"]
     assert all(r.params == pruned_params for r in results), [(r.method, r.params) for r in results]
+
+
+def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, monkeypatch):
+    """unlabeled=folder: every training step carries unlabeled_batch of those images after the labelled batch
+    (the detection loss sees the labelled ones only: tests/test_unlabeled.py); validation never does."""
+    import shutil
+
+    from kdloss.adapters.ultralytics.model import KDDistillationModel
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for image in sorted((data.parent / "images" / "val").glob("*.png")):
+        shutil.copy(image, folder)  # no labels beside them
+    seen, messages = [], []
+    original = KDDistillationModel.loss
+
+    def recorded(self, batch, preds=None):
+        if self.training:
+            seen.append((batch["img"].shape[0], batch.get("labeled")))
+        return original(self, batch, preds)
+
+    monkeypatch.setattr(KDDistillationModel, "loss", recorded)
+    monkeypatch.setattr(trainer_module.LOGGER, "info", lambda message, *a, **k: messages.append(str(message)))
+    distill("yolov8n.yaml", teacher, data, unlabeled=str(folder), unlabeled_batch=4, project=str(tmp_path),
+            name="r", **COMMON)
+    assert seen == [(16 + 4, 16), (16 + 4, 16)]  # 32 labelled images, batch 16; 4 unlabelled a step
+    assert any(f"kdloss: 8 unlabelled images from {folder.resolve()}, 4 a step" in m for m in messages)
+    (row,) = results(tmp_path / "r")
+    assert float(row["train/kdcls_loss"]) > 0 and float(row["val/kdcls_loss"]) == 0.0

@@ -65,6 +65,9 @@ class DistillConfig:
         "help": "run the teacher's training forward on a Conv+BN-folded copy (faster; False: as loaded)"})
     one2one: bool = field(default=False, metadata={
         "help": "YOLO26 end-to-end heads: also distill the one-to-one branch (inference's) with the logit loss"})
+    unlabeled: str | None = field(default=None, metadata={
+        "help": "a folder (or .txt list) of unlabelled images: each step adds a batch of them, distilled only"})
+    unlabeled_batch: int = field(default=0, metadata={"help": "unlabelled images per step (0: as batch)"})
 
     def __post_init__(self) -> None:
         self.validate()  # a bad value fails where the config is built, whoever builds it
@@ -119,6 +122,10 @@ class DistillConfig:
             raise ValueError(f"crosskd_layer must be >= 1 (1: after the first conv), got {self.crosskd_layer}")
         if self.stop_epochs < 0:
             raise ValueError(f"stop_epochs must be >= 0, got {self.stop_epochs}")
+        if self.unlabeled_batch < 0:
+            raise ValueError(f"unlabeled_batch must be >= 0 (0: as batch), got {self.unlabeled_batch}")
+        if self.unlabeled_batch and not self.unlabeled:
+            raise ValueError(f"unlabeled_batch={self.unlabeled_batch} needs unlabeled=folder of images")
         if not 0 <= self.schedule_warmup < 1:
             raise ValueError(f"schedule_warmup must be in [0, 1), got {self.schedule_warmup}")
         if self.one2one and not [name for name in parts if name != "crosskd"]:
@@ -191,4 +198,6 @@ def _parse(key: str, value):
             return float(value)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{key}={value!r}: expected a number") from e
+    if kind == "str | None":  # a path: kept as given
+        return None if value is None or str(value).strip().lower() in {"none", "null", ""} else str(value)
     return str(value).lower()

@@ -25,6 +25,7 @@ from kdloss.adapters.ultralytics.heads import detect_head, detection_output, out
 from kdloss.adapters.ultralytics.normaliser import AssignerNormaliser
 from kdloss.adapters.ultralytics.pairs import check_pair, compared_logit_losses, resolve_layers
 from kdloss.adapters.ultralytics.sl2 import teacher_location_scores
+from kdloss.adapters.ultralytics.unlabeled import labeled_count, leading
 
 
 class KDDistillationModel(DistillationModel):
@@ -139,11 +140,17 @@ class KDDistillationModel(DistillationModel):
         ``kdcls_loss``, ``kdbox_loss``, ...), which ultralytics shows as columns of the progress bar and
         results.csv, and plots in results.png (it plots columns named ``*loss*``).
         In eval mode, and once ``distilling`` is off, the distillation terms are zeros with the same keys.
+        With unlabelled images after the labelled ones (``batch["labeled"]`` counts those,
+        :mod:`kdloss.adapters.ultralytics.unlabeled`), the detection loss sees the labelled images only and the
+        distillation losses all of them, their normaliser scaled by all / labelled; both are times the
+        labelled count.
         """
+        images = batch["img"]
+        labeled = labeled_count(batch)  # unlabelled images, if any, follow the labelled ones (unlabeled=)
         if not self.training or not self.distilling:
             if preds is None:
-                preds = self.student_model(batch["img"])
-            regular, items = self.student_model.loss(batch, preds)
+                preds = self.student_model(images[:labeled])
+            regular, items = self.student_model.loss(batch, leading(preds, labeled, images.shape[0]))
             zero = torch.zeros(1, device=batch["img"].device)
             items.update({column_name(key): zero[0] for key in self.projector.part_keys()})
             return torch.cat([regular, zero]), items
@@ -151,24 +158,27 @@ class KDDistillationModel(DistillationModel):
         self._teacher_feats.clear()
         self._student_feats.clear()
         with torch.no_grad():
-            self._training_teacher()(batch["img"])
+            self._training_teacher()(images)
         if self.config.feature_loss == "none":  # only the head's output is read: free the teacher's neck maps now
             for level in range(len(self.teacher_feats_idx) - 1):
                 self._teacher_feats.pop(level, None)
         with self._crossing(self.student_model) as crossing:
-            preds = self.student_model(batch["img"])
+            preds = self.student_model(images)
         one2one = self.config.one2one
         kind = self.config.avg_factor
         with AssignerNormaliser(self.student_model, kind=kind) as normaliser, \
                 AssignerNormaliser(self.student_model, "one2one", kind) if one2one else contextlib.nullcontext() as o2o:
-            regular, items = self.student_model.loss(batch, preds)
-        inputs = self._criterion_inputs(normaliser.value, crossing.feats if crossing else None,
-                                        o2o.value if one2one else None)
+            regular, items = self.student_model.loss(batch, leading(preds, labeled, images.shape[0]))
+        # the assigner counted the labelled images; the logit losses sum over all, so their normaliser grows alike
+        share = images.shape[0] / labeled
+        avg_factor, o2o_avg_factor = (None if v is None else v * share
+                                      for v in (normaliser.value, o2o.value if one2one else None))
+        inputs = self._criterion_inputs(avg_factor, crossing.feats if crossing else None, o2o_avg_factor)
         total, parts = self.projector(inputs, progress=self.progress)
         items.update({column_name(key): value for key, value in parts.items()})
         self._teacher_feats.clear()
         self._student_feats.clear()
-        return torch.cat([regular, (total * batch["img"].shape[0]).reshape(1).to(regular.dtype)]), items
+        return torch.cat([regular, (total * labeled).reshape(1).to(regular.dtype)]), items
 
     def _training_teacher(self) -> nn.Module:
         """The module that runs the teacher in training steps: ``teacher_model``, or its folded copy (built once

@@ -5,7 +5,7 @@ added."""
 from __future__ import annotations
 
 import time
-from copy import deepcopy
+from copy import copy, deepcopy
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.models.yolo.obb import OBBTrainer
@@ -21,6 +21,7 @@ from kdloss.adapters.ultralytics.model import KDDistillationModel
 from kdloss.adapters.ultralytics.offline import use_local_fonts
 from kdloss.adapters.ultralytics.preflight import check_run, drop_rows_after, remove_failed_run
 from kdloss.adapters.ultralytics.recipe import start_note
+from kdloss.adapters.ultralytics.unlabeled import CycledBatches, append_unlabeled, unlabeled_loader
 
 
 class AsLoadedMixin:
@@ -144,6 +145,40 @@ class DistillationMixin(AsLoadedMixin):
                 self.model = model
                 return ckpt
         return super().setup_model()
+
+    def _build_train_pipeline(self):
+        """ultralytics' loaders, and with ``unlabeled=`` a train loader of those images (augmented as the
+        labelled ones; their labels, if any, are never read)."""
+        super()._build_train_pipeline()
+        path = self.distill_config.unlabeled
+        if path:
+            batch = (self.distill_config.unlabeled_batch or self.batch_size) // max(self.world_size, 1)
+            loader = unlabeled_loader(self, path, max(batch, 1))
+            self.unlabeled_batches = CycledBatches(loader)
+            if RANK in {-1, 0}:
+                LOGGER.info(f"kdloss: {len(loader.dataset)} unlabelled images from {path}, {max(batch, 1)} a step "
+                            "beside the labelled batch: distilled from the teacher, never in the detection loss")
+
+    def _close_dataloader_mosaic(self):
+        """ultralytics' close_mosaic epochs for the unlabelled images too."""
+        super()._close_dataloader_mosaic()
+        batches = getattr(self, "unlabeled_batches", None)
+        if batches is not None:
+            dataset = batches.loader.dataset
+            if hasattr(dataset, "close_mosaic"):
+                dataset.close_mosaic(hyp=copy(self.args))
+            batches.loader.reset()
+            batches.restart()
+
+    def preprocess_batch(self, batch: dict) -> dict:
+        """The task's preprocessing; while distilling with ``unlabeled=``, a batch of unlabelled images after
+        the labelled ones (:func:`append_unlabeled`)."""
+        batch = super().preprocess_batch(batch)
+        batches = getattr(self, "unlabeled_batches", None)
+        model = unwrap_model(self.model)
+        if batches is None or not model.training or not getattr(model, "distilling", False):
+            return batch
+        return append_unlabeled(batch, super().preprocess_batch(next(batches)))
 
     def get_validator(self):
         """The task's own validator, given the args without kdloss's keys (ultralytics re-validates them)."""
