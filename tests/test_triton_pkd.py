@@ -81,6 +81,37 @@ def test_the_loss_takes_one_launch_each_way_and_agrees_with_eager(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("near", ["noise", "scaled"])
+def test_a_student_near_its_teacher_loses_nothing_to_cancellation(near):
+    """A student 1e-3 from its teacher (or a scaled, shifted copy of it: PKD's value 0 up to that noise): the
+    loss is the difference of terms about M = N·H·W times larger, so expanding the square would leave float32
+    rounding, even a negative value; summed from the standardised difference it keeps float32's precision. The
+    gradient is as far from float64 as eager float32's is, within a few times (both lose the noise's digits to
+    the centring)."""
+    g = torch.Generator().manual_seed(3)
+    teacher = torch.randn(4, 4, 32, 32, generator=g) * 3 + 5
+    noise = torch.randn(teacher.shape, generator=g) * 1e-3
+    student = teacher + noise if near == "noise" else 7 * teacher - 2 + noise
+    grads = {}
+    for impl in ("fused", "eager"):
+        leaf = student.clone().to(DEVICE).requires_grad_(True)
+        value = (ops_pkd.pkd_levels_fused([leaf], [teacher.to(DEVICE)]) if impl == "fused"
+                 else KF.pkd([leaf], [teacher.to(DEVICE)], impl="eager"))
+        value.backward()
+        grads[impl] = (value, leaf.grad.double().cpu())
+    reference = student.double().requires_grad_(True)
+    expected = mmrazor_pkd([reference], [teacher.double()])
+    expected.backward()
+    value = grads["fused"][0]
+    assert value.item() > 0
+    torch.testing.assert_close(value.double().cpu(), expected, rtol=1e-4, atol=0)
+
+    def error(grad):
+        return ((grad - reference.grad).norm() / reference.grad.norm()).item()
+
+    assert error(grads["fused"][1]) < 5 * error(grads["eager"][1])
+
+
 def test_more_levels_than_one_launch_takes_and_frozen_levels():
     shapes = [(2, 3, 4, 4)] * 6
     students, teachers = levels(torch.float32, shapes)

@@ -4,15 +4,17 @@ For a channel with ``M = N·H·W`` values, ``a = s − mean(s)``, ``b = t − me
 deviations and ``d = σ + 1e-6`` (:data:`kdloss.functional.pkd.STD_EPS`; mmrazor's ``PKDLoss``, kdloss's
 :func:`kdloss.functional.pkd.pkd_level`)::
 
-    Σ (ŝ − t̂)² = Σa² / d_s² + Σb² / d_t² − 2 Σab / (d_s d_t)
-    ∂/∂s_j     = 2 (coef_a · a_j − coef_b · b_j),   coef_a = 1/d_s² − (Σa²/d_s − Σab/d_t) / (d_s² (M − 1) σ_s),
-                                                     coef_b = 1 / (d_s d_t)
+    r_j        = a_j / d_s − b_j / d_t                     (ŝ − t̂)
+    Σ (ŝ − t̂)² = Σ r²
+    ∂/∂s_j     = 2 (r_j / d_s − spread · a_j),      spread = Σ a·r / (d_s² (M − 1) σ_s)
 
-(the mean's part of the gradient, ``Σ_j ∂/∂ŝ_j``, is 0: both sides are centred). Forward reads both inputs twice
-(the means, then the centred sums) and writes each channel's scaled term and four floats (the means and the two
-coefficients); backward reads both once and writes the gradient, the upstream gradient read on the device. A
-channel whose student values are all equal (``σ_s = 0``) gets the ``coef_a`` term's second part as 0, where
-autograd through ``std`` gives NaN. Up to :data:`MAX_LEVELS` levels per launch; sizes are not specialised on.
+(the mean's part of the gradient, ``Σ_j ∂/∂ŝ_j``, is 0: both sides are centred).
+Forward reads both inputs three times (the means; the centred sums of squares, for σ; ``r``, summed directly so
+that a student near its teacher, or a scaled copy of it, loses nothing to cancellation) and writes each
+channel's scaled term and five floats (the means, 1/d_s, 1/d_t and the spread); backward reads both once, forms
+``r`` again and writes the gradient, the upstream gradient read on the device. A channel whose student values
+are all equal (``σ_s = 0``) gets the spread as 0, as torch's ``std`` backward masks it there. Up to
+:data:`MAX_LEVELS` levels per launch; sizes are not specialised on.
 
 The torch twin is :func:`kdloss.functional.pkd.pkd_level` (compiled); :mod:`kdloss.ops.pkd` chooses.
 """
@@ -39,7 +41,8 @@ if AVAILABLE:
         count = n * hw
         if BACKWARD:
             mean_s, mean_t = tl.load(STATS + row), tl.load(STATS + rows + row)
-            coef_a, coef_b = tl.load(STATS + 2 * rows + row), tl.load(STATS + 3 * rows + row)
+            inv_s, inv_t = tl.load(STATS + 2 * rows + row), tl.load(STATS + 3 * rows + row)
+            spread = tl.load(STATS + 4 * rows + row)
             factor = tl.load(FACTOR) * 2.0 * scale
             for start in range(0, count, BLOCK):
                 idx = start + tl.arange(0, BLOCK)
@@ -47,7 +50,7 @@ if AVAILABLE:
                 offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
                 a = tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s
                 b = tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t
-                grad = (coef_a * a - coef_b * b) * factor
+                grad = ((a * inv_s - b * inv_t) * inv_s - spread * a) * factor
                 tl.store(G + offset, grad.to(G.dtype.element_ty), mask=mask)
         else:
             sum_s = tl.sum(tl.zeros([BLOCK], tl.float32), 0)
@@ -62,7 +65,6 @@ if AVAILABLE:
             mean_t = sum_t / count
             ss = sum_s * 0.0
             tt = ss
-            st = ss
             for start in range(0, count, BLOCK):
                 idx = start + tl.arange(0, BLOCK)
                 mask = idx < count
@@ -71,19 +73,32 @@ if AVAILABLE:
                 b = tl.where(mask, tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t, 0.0)
                 ss += tl.sum(a * a, 0)
                 tt += tl.sum(b * b, 0)
-                st += tl.sum(a * b, 0)
             sigma_s = tl.sqrt(ss / (count - 1))
             sigma_t = tl.sqrt(tt / (count - 1))
             d_s = sigma_s + 1e-6
-            d_t = sigma_t + 1e-6
-            loss = ss / (d_s * d_s) + tt / (d_t * d_t) - 2.0 * st / (d_s * d_t)
+            inv_s = 1.0 / d_s
+            inv_t = 1.0 / (sigma_t + 1e-6)
+            # the loss and the spread from the standardised difference r itself: Σa²/d_s² + Σb²/d_t² − 2Σab/(d_s d_t)
+            # cancels to float32's rounding of M when the student is near the teacher (or a scaled copy of it)
+            loss = ss * 0.0
+            spread_sum = loss
+            for start in range(0, count, BLOCK):
+                idx = start + tl.arange(0, BLOCK)
+                mask = idx < count
+                offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
+                a = tl.where(mask, tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s, 0.0)
+                b = tl.where(mask, tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t, 0.0)
+                r = a * inv_s - b * inv_t
+                loss += tl.sum(r * r, 0)
+                spread_sum += tl.sum(a * r, 0)
             tl.store(LOSS + row, loss * scale)
             spread_scale = d_s * d_s * (count - 1) * tl.where(sigma_s > 0, sigma_s, 1.0)
-            spread = tl.where(sigma_s > 0, (ss / d_s - st / d_t) / spread_scale, 0.0)
+            spread = tl.where(sigma_s > 0, spread_sum / spread_scale, 0.0)
             tl.store(STATS + row, mean_s)
             tl.store(STATS + rows + row, mean_t)
-            tl.store(STATS + 2 * rows + row, 1.0 / (d_s * d_s) - spread)
-            tl.store(STATS + 3 * rows + row, 1.0 / (d_s * d_t))
+            tl.store(STATS + 2 * rows + row, inv_s)
+            tl.store(STATS + 3 * rows + row, inv_t)
+            tl.store(STATS + 4 * rows + row, spread)
 
     @triton.jit(do_not_specialize=["n0", "c0", "hw0", "n1", "c1", "hw1", "n2", "c2", "hw2", "n3", "c3", "hw3",
                                    "first1", "first2", "first3", "rows"])
@@ -127,11 +142,11 @@ def _launch(students: Sequence[Tensor], teachers: Sequence[Tensor], grads: Seque
 
 def pkd_levels_forward(students: Sequence[Tensor], teachers: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """``(N_l, C_l, H_l, W_l)`` levels (contiguous, non-empty, ``N·H·W ≥ 2``), 1 to :data:`MAX_LEVELS` → (the sum of
-    :func:`kdloss.functional.pkd.pkd_level` over them, a float32 scalar; the ``(4, Σ C_l)`` float32 statistics
+    :func:`kdloss.functional.pkd.pkd_level` over them, a float32 scalar; the ``(5, Σ C_l)`` float32 statistics
     backward takes), in one launch."""
     rows = sum(s.shape[1] for s in students)
     loss = torch.empty(rows, dtype=torch.float32, device=students[0].device)
-    stats = torch.empty(4, rows, dtype=torch.float32, device=students[0].device)
+    stats = torch.empty(5, rows, dtype=torch.float32, device=students[0].device)
     _launch(students, teachers, (), loss, stats, None)
     return loss.sum(), stats
 
