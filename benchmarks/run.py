@@ -197,8 +197,10 @@ def main(argv: list[str] | None = None) -> None:
           f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}")
     path = Path(args.json or Path(__file__).parent / f"results-{args.device}.json")
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    from kdloss.ops import FUSED_REVISION
+
     meta = {"device": args.device, "batch": args.batch, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "command": command}
+            "threads": torch.get_num_threads(), "command": command, "fused_revision": FUSED_REVISION}
     if args.device == "cuda":
         meta["gpu"] = torch.cuda.get_device_name()
     run(args.batch, args.device, losses, args.min_time,

@@ -162,7 +162,8 @@ def test_auto_on_cuda_is_the_fastest_measured_there(monkeypatch):
     """``CUDA_AUTO`` is re-derived from the committed GPU benchmark: for each loss the fastest of kdloss's
     implementations (eager, fused, compile) in benchmarks/results-cuda.json, CWD's from the per-level rows of
     benchmarks/gpu-check-h200.log (fastest at every level); L1, never measured, is eager; a fused path rewritten
-    since the measurement (PKD's Triton kernels) maps to the build that was measured as fused."""
+    since the measurement (PKD's Triton kernels) maps to the build that was measured as fused, only while that
+    measurement is of an earlier revision of the fused paths (``fused_revision`` in its meta)."""
     import json
     import re
     from pathlib import Path
@@ -170,7 +171,11 @@ def test_auto_on_cuda_is_the_fastest_measured_there(monkeypatch):
     import kdloss.ops as ops
 
     root = Path(__file__).resolve().parents[1] / "benchmarks"
-    rows = json.loads((root / "results-cuda.json").read_text())["rows"]
+    measured = json.loads((root / "results-cuda.json").read_text())
+    rows, revision = measured["rows"], measured["meta"].get("fused_revision", 1)
+    assert revision <= ops.FUSED_REVISION
+    if revision == ops.FUSED_REVISION:  # today's fused paths were measured: what they replaced no longer counts
+        assert not ops.FUSED_SINCE_MEASURED, "the GPU run measured the fused paths of today: empty FUSED_SINCE_MEASURED"
     names = {"bckd": "BCKD", "crosskd": "CrossKD", "pkd": "PKD", "ld": "LD", "l2": "L2", "mgd": "MGD",
              "mimic": "Mimic"}
     expected = {}

@@ -139,3 +139,17 @@ def test_crosskd_fused_takes_the_class_and_kl_kernels_and_agrees_with_eager(monk
     (fused, fused_grads), (eager, eager_grads) = results
     for a, b in zip(fused + fused_grads, eager + eager_grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_crosskd_fused_leaves_float64_crossed_classes_to_the_compiled_build(monkeypatch):
+    """A float64 ``crossed.cls`` beside float32 boxes (the pair's check does not tie their dtypes): the class
+    kernel computes in float32, so the fused path runs the compiled build instead of raising."""
+    fits = ops_ld.box_kl_fits
+    module = importlib.import_module("kdloss.functional.crosskd")
+    monkeypatch.setattr(module, "box_kl_fits", lambda s, t, c, kernels: fits(s, t, c, "triton"))
+    s, t = detection_pair(batch=1, sizes=((3, 3),), strides=(8,), nc=3, reg_max=16, dtype=torch.float32)
+    crossed = DetectionOutput(s.cls.double(), s.box, s.anchors, s.strides)
+    fused = KF.crosskd_parts(crossed, t, avg_factor=2.0, impl="fused")
+    eager = KF.crosskd_parts(crossed, t, avg_factor=2.0, impl="eager")
+    torch.testing.assert_close(fused.cls, eager.cls, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fused.box, eager.box, rtol=1e-5, atol=1e-7)

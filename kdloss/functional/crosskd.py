@@ -16,6 +16,7 @@ from kdloss.ops import resolve_impl
 from kdloss.ops._compile import LazyCompiled
 from kdloss.ops.bckd import BCKDBoxFunction, BCKDClassFunction
 from kdloss.ops.ld import BoxKLFunction, box_kl_fits
+from kdloss.ops.triton_levels import one_launch_fits
 
 CrossKDParts = ClassBoxParts  # CrossKD's two terms (one definition for both class-and-box losses)
 
@@ -122,7 +123,8 @@ def crosskd_terms_fused(crossed_cls: Tensor, teacher_cls: Tensor, crossed_box: T
     the class term and the weights ``max_c p_t`` from BCKD's class kernel, the KL from LD's (each one launch each
     way), the GIoU sum from BCKD's compiled box Function. Elsewhere, and for ``reg_max == 1``, the compiled
     build of :func:`crosskd_terms`."""
-    if crossed_box.shape[-1] == 1 or not box_kl_fits(crossed_box, teacher_box, teacher_cls, kernels):
+    if (crossed_box.shape[-1] == 1 or not box_kl_fits(crossed_box, teacher_box, teacher_cls, kernels)
+            or not one_launch_fits([crossed_cls, crossed_box])):  # the class kernel takes crossed_cls too
         return COMPILED_TERMS(crossed_cls, teacher_cls, crossed_box, teacher_box, anchors, strides, beta, temperature)
     b, a, nc = crossed_cls.shape
     cls_sum, _, weights = BCKDClassFunction.apply(crossed_cls.reshape(b * a, nc),
