@@ -213,6 +213,8 @@ def test_methods_carry_their_own_settings():
     assert parse_method("bckd+cwd:tau=2:schedule=cosine") == {"logit_loss": "bckd", "feature_loss": "cwd",
                                                               "tau": 2.0, "schedule": "cosine"}
     assert run_name("bckd+cwd:tau=2:feature_weight=0.5", 1) == "bckd_cwd-tau2-feature_weight0.5-seed1"
+    assert run_name("bckd:unlabeled=/data/extra/", 0) == "bckd-unlabeled_data_extra-seed0"
+    assert run_name("bckd:unlabeled=../extra", 2) == "bckd-unlabeled.._extra-seed2"
     for bad, message in (("cwd:tau", "not key=value"), ("cwd:heat=2", "not key=value with a kdloss key"),
                          ("cwd:tau=-1", "tau must be > 0"), ("builtin:tau=2", "takes no settings"),
                          ("cwd:feature_loss=mgd", "not key=value with a kdloss key")):

@@ -105,8 +105,10 @@ def parse_method(method: str) -> dict[str, str] | None:
 
 
 def run_name(method: str, seed: int) -> str:
-    """Folder of one run: ``bckd+cwd:tau=2`` seed 0 → ``bckd_cwd-tau2-seed0``."""
-    name = method.replace("+", "_").replace(":", "-").replace("=", "").replace(",", "_")
+    """Folder of one run: ``bckd+cwd:tau=2`` seed 0 → ``bckd_cwd-tau2-seed0``; a path in a setting
+    (``bckd:unlabeled=/data/extra``) stays one folder: ``bckd-unlabeled_data_extra-seed0``."""
+    name = method.replace("+", "_").replace(":", "-").replace("=", "").replace(",", "_").replace("\\", "/")
+    name = "_".join(part for part in name.split("/") if part) if "/" in name else name
     return f"{name}-seed{seed}"
 
 
