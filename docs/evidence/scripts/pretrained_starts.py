@@ -8,7 +8,8 @@ probe [METHOD], probe-fresh, prune [METHOD], choose, tables [METHOD] (docs/exper
 round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...], baselines2, choose2,
 confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/experiments/pretrained-starts-round3.md,
 100-epoch students): baselines3, search3 [CANDIDATE ...], choose3, confirm3 METHOD [dense|craters|pruned ...],
-tables3 [METHOD].
+tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
+tables4.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -42,6 +43,16 @@ SEARCH2 = ("bckd:logit_weight=1.5:schedule=cosine:schedule_final_ratio=0.01",
 # round 3: ultralytics' default length for the students; its two methods, fixed before its runs
 LONG_EPOCHS = 100
 SEARCH3 = ("bckd", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
+# round 4: the default with 1024 unlabelled shapes images (seed 1; the labelled set is seed 0), fixed before its runs
+UNLABELED_SHAPES = "runs/evidence/shapes-unlabeled/images/train"
+UNLABELED = f"bckd:unlabeled={UNLABELED_SHAPES}"
+
+
+def unlabeled_images(target: str = "shapes") -> str:
+    """The generator's images for ``unlabeled=`` (their labels are never read), written once."""
+    make_shapes_dataset(EVIDENCE / f"{target}-unlabeled", train=1024, val=0, test=0, imgsz=128, seed=1,
+                        kind="dense" if target == "dense" else "shapes")
+    return f"runs/evidence/{target}-unlabeled/images/train"
 
 
 def data(target: str) -> Path:
@@ -216,13 +227,21 @@ def run(stage: str, extra: list[str]) -> None:
         from pretrained_tables import write_round3
 
         print(write_round3(OUT, data, teacher, SEARCH3, extra[0] if extra else None))
+    elif stage == "search4":  # round 4: optionally some seeds, e.g. two processes on two cores
+        assert unlabeled_images("shapes") == UNLABELED_SHAPES
+        seeds = f"[{','.join(extra)}]" if extra else SEEDS
+        experiment("shapes", UNLABELED, project="shapes-100", epochs=LONG_EPOCHS, seeds=seeds)
+    elif stage == "tables4":
+        from pretrained_tables import write_round4
+
+        print(write_round4(OUT, UNLABELED))
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
                          "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
-                         "baselines3, search3, choose3, confirm3, tables3")
+                         "baselines3, search3, choose3, confirm3, tables3, search4, tables4")
 
 
 if __name__ == "__main__":
