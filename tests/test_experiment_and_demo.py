@@ -343,3 +343,35 @@ def test_task_models_show_their_mask_or_pose_map_next_to_box_map():
     assert "| 0.2000 |" in lines[2] and "| 0.0700 ± 0.0000 |" in lines[4] and "+0.0200" in lines[4]
     box_only = markdown_table(summarize([RunResult("yolov8n", "none", 0, "w", 8.0, 3, 0.2, 0.1, "val")]))
     assert "mask" not in box_only and "pose" not in box_only
+
+
+def test_an_interrupted_run_is_resumed_and_a_finished_one_not_trained_again(tmp_path, monkeypatch):
+    """``kdloss experiment`` after an interruption: the run whose ``last.pt`` is unfinished resumes from it, a run
+    that finished training (epoch -1, ultralytics' mark) but was not evaluated is not trained again, and an
+    unreadable ``last.pt`` (a write cut short) trains afresh."""
+    from kdloss.adapters.ultralytics import experiment
+
+    calls = []
+    monkeypatch.setattr(experiment, "distill", lambda *args, **kwargs: calls.append((args, kwargs)))
+
+    def run(name: str, last: dict | bytes | None, best: bool = False) -> Path:
+        weights = tmp_path / name / "weights"
+        weights.mkdir(parents=True)
+        if isinstance(last, dict):
+            torch.save(last, weights / "last.pt")
+        elif isinstance(last, bytes):
+            (weights / "last.pt").write_bytes(last)
+        if best:
+            torch.save({"epoch": -1}, weights / "best.pt")
+        return weights / "last.pt"
+
+    last = run("bckd-seed0", {"epoch": 3, "optimizer": {}})
+    run("bckd-seed1", {"epoch": -1}, best=True)
+    run("bckd-seed2", b"PK\x03\x04 cut short")
+    for seed in (0, 1, 2, 3):
+        experiment.train_one("bckd", seed, "yolov8n.yaml", "t.pt", "data.yaml", tmp_path, {"epochs": 2})
+    assert [experiment.trained_before(tmp_path / f"bckd-seed{s}") for s in (0, 1, 2, 3)] == [
+        "interrupted", "finished", "nothing", "nothing"]
+    assert calls[0] == ((str(last),), {"resume": str(last)})
+    fresh = [(args, kwargs["seed"]) for args, kwargs in calls[1:]]
+    assert fresh == [(("yolov8n.yaml", "t.pt"), 2), (("yolov8n.yaml", "t.pt"), 3)]  # seed 1 was not trained again

@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from ultralytics import YOLO
 from ultralytics.utils import LOGGER
 from ultralytics.utils.torch_utils import get_flops
@@ -134,9 +135,46 @@ def evaluate(weights: str | Path, data: str | Path, imgsz: int, split: str, meth
                      task_metric=task_metric, task_map50_95=task_map, machine=machine_fingerprint(device))
 
 
+def trained_before(run_dir: Path) -> str:
+    """What an earlier attempt left in ``run_dir``: ``"finished"`` (``best.pt`` and a finished ``last.pt``, which
+    ultralytics marks with epoch -1), ``"interrupted"`` (an unfinished ``last.pt``) or ``"nothing"`` (no
+    checkpoint, or one that cannot be read: a write cut short)."""
+    from kdloss.adapters.ultralytics.preflight import UNREADABLE
+
+    weights = run_dir / "weights"
+    if not (weights / "last.pt").is_file():
+        return "nothing"
+    try:
+        epoch = torch.load(weights / "last.pt", map_location="cpu", weights_only=False).get("epoch", -1)
+    except UNREADABLE as e:
+        LOGGER.warning(f"kdloss experiment: {weights / 'last.pt'} cannot be read ({type(e).__name__}): trained again")
+        return "nothing"
+    if epoch != -1:
+        return "interrupted"
+    return "finished" if (weights / "best.pt").is_file() else "nothing"
+
+
 def train_one(method: str, seed: int, student: str, teacher: str | None, data: str, project: Path,
               train_args: dict) -> Path:
+    """Train one (method, seed) run. A run interrupted before (an unfinished ``last.pt``) is resumed with its own
+    settings; ultralytics' resume does not restore the random state, so its later epochs draw another
+    augmentation order than an uninterrupted run would (the log says so). A run that finished training but
+    was not evaluated is not trained again."""
     name = run_name(method, seed)
+    before = trained_before(project / name)
+    if before == "finished":
+        LOGGER.info(f"kdloss experiment: {name} finished training before; evaluating it")
+        return project / name
+    if before == "interrupted":
+        last = project / name / "weights" / "last.pt"
+        LOGGER.warning(f"kdloss experiment: resuming {name} from {last} (its later epochs see another augmentation "
+                       "order than an uninterrupted run)")
+        if method in ("none", "builtin"):
+            model = YOLO(str(last))
+            model.train(trainer=as_loaded_trainer(model.task), resume=str(last))
+        else:
+            distill(str(last), resume=str(last))
+        return project / name
     args = {**train_args, "data": str(data), "seed": seed, "deterministic": True, "project": str(project),
             "name": name, "exist_ok": True}
     losses = parse_method(method)
