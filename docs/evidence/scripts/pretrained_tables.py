@@ -261,18 +261,30 @@ def choose_clear(runs: list[RunResult], search: tuple[str, ...], min_se: float) 
                             "nothing chosen"]
 
 
+def committed_runs(target: str) -> list[RunResult]:
+    """Rounds 1–2's runs on ``target`` (seeds 0–2) as their tables committed them
+    (``pretrained-starts-runs.json``, ``pretrained-starts-round2-runs.json``): their run folders need not be on
+    this machine."""
+    found = {}
+    for name in ("pretrained-starts-runs.json", "pretrained-starts-round2-runs.json"):
+        for row in json.loads((DOCS / name).read_text()):
+            if row.pop("target") == target and row["seed"] in ROUND1_SEEDS:
+                found[(row["method"], row["seed"])] = RunResult(**row)
+    return list(found.values())
+
+
 def write_round3(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str | None) -> Path:
     """Round 3's tables (docs/experiments/pretrained-starts-round3.md, 100-epoch students) to
     ``pretrained-starts-round3-tables.md`` and its runs to ``pretrained-starts-round3-runs.json``: the search on
     shapes beside the 30-epoch rows of the same methods, then, for ``chosen``, dense, craters and the pruned
     student at 100 epochs."""
     long_shapes = results(out / "shapes-100")
-    short_shapes = [r for r in results(out / "shapes") if r.seed in ROUND1_SEEDS]
+    short_shapes = committed_runs("shapes")
     order = ("none", *search)
     every_run = [{**asdict(r), "target": "shapes-100"} for r in long_shapes if r.method in order]
     sections = ["## shapes: 100 epochs", "", f"`{STAGE} baselines3`, `{STAGE} search3`, then `{STAGE} choose3`", "",
                 *method_table([r for r in long_shapes if r.method in order], order), "",
-                "The same methods at 30 epochs (rounds 1–2's runs):", "",
+                "The same methods at 30 epochs (rounds 1–2's runs, from their committed JSON):", "",
                 *method_table([r for r in short_shapes if r.method in order], order), ""]
     if chosen:
         for target, project in (("dense", "dense-100"), ("craters", "craters-100"),
