@@ -36,6 +36,16 @@ if AVAILABLE:
     import triton.language as tl
 
     @triton.jit
+    def _centred_block(S, T, start, count, channels, channel, hw, mean_s, mean_t, BLOCK: tl.constexpr):
+        """One block of a channel's values, centred (padded lanes 0), with their offsets and mask."""
+        idx = start + tl.arange(0, BLOCK)
+        mask = idx < count
+        offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
+        a = tl.where(mask, tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s, 0.0)
+        b = tl.where(mask, tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t, 0.0)
+        return a, b, offset, mask
+
+    @triton.jit
     def _pkd_channel(S, T, G, n, channels, hw, scale, channel, row, LOSS, STATS, rows, FACTOR,
                      BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
         count = n * hw
@@ -45,11 +55,7 @@ if AVAILABLE:
             spread = tl.load(STATS + 4 * rows + row)
             factor = tl.load(FACTOR) * 2.0 * scale
             for start in range(0, count, BLOCK):
-                idx = start + tl.arange(0, BLOCK)
-                mask = idx < count
-                offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
-                a = tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s
-                b = tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t
+                a, b, offset, mask = _centred_block(S, T, start, count, channels, channel, hw, mean_s, mean_t, BLOCK)
                 grad = ((a * inv_s - b * inv_t) * inv_s - spread * a) * factor
                 tl.store(G + offset, grad.to(G.dtype.element_ty), mask=mask)
         else:
@@ -66,11 +72,7 @@ if AVAILABLE:
             ss = sum_s * 0.0
             tt = ss
             for start in range(0, count, BLOCK):
-                idx = start + tl.arange(0, BLOCK)
-                mask = idx < count
-                offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
-                a = tl.where(mask, tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s, 0.0)
-                b = tl.where(mask, tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t, 0.0)
+                a, b, _, _ = _centred_block(S, T, start, count, channels, channel, hw, mean_s, mean_t, BLOCK)
                 ss += tl.sum(a * a, 0)
                 tt += tl.sum(b * b, 0)
             sigma_s = tl.sqrt(ss / (count - 1))
@@ -83,11 +85,7 @@ if AVAILABLE:
             loss = ss * 0.0
             spread_sum = loss
             for start in range(0, count, BLOCK):
-                idx = start + tl.arange(0, BLOCK)
-                mask = idx < count
-                offset = ((idx // hw).to(tl.int64) * channels + channel) * hw + idx % hw
-                a = tl.where(mask, tl.load(S + offset, mask=mask, other=0.0).to(tl.float32) - mean_s, 0.0)
-                b = tl.where(mask, tl.load(T + offset, mask=mask, other=0.0).to(tl.float32) - mean_t, 0.0)
+                a, b, _, _ = _centred_block(S, T, start, count, channels, channel, hw, mean_s, mean_t, BLOCK)
                 r = a * inv_s - b * inv_t
                 loss += tl.sum(r * r, 0)
                 spread_sum += tl.sum(a * r, 0)
