@@ -24,6 +24,15 @@ STAGE = ".venv/bin/python docs/evidence/scripts/pretrained_starts.py"
 ROUND1_SEEDS = (0, 1, 2)  # round 2 added seeds 3-5 on craters; round 1's tables stay on its own seeds
 
 
+def write_tables(stem: str, lines: list[str], runs: list[dict]) -> Path:
+    """``docs/experiments/{stem}-tables.md`` from ``lines`` and ``{stem}-runs.json`` from ``runs``; returns the
+    tables' path."""
+    tables = DOCS / f"{stem}-tables.md"
+    tables.write_text("\n".join(lines))
+    (DOCS / f"{stem}-runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    return tables
+
+
 def results(project: Path) -> list[RunResult]:
     runs = sorted(project.glob(f"*/{RESULT_FILE}"))
     return [RunResult(**json.loads(path.read_text())) for path in runs]
@@ -161,10 +170,7 @@ def write(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen: str |
               "from the runs under `runs/evidence/pretrained/` (plan, rules and reading:",
               "[pretrained-starts.md](pretrained-starts.md)). Pretrained yolov8n (the built-in corpus), 30 epochs,",
               "imgsz 128, test split; paired per seed against `none`, plain fine-tuning of the same start.", ""]
-    tables = DOCS / "pretrained-starts-tables.md"
-    tables.write_text("\n".join(header + sections))
-    (DOCS / "pretrained-starts-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
-    return tables
+    return write_tables("pretrained-starts", header + sections, every_run)
 
 
 def cost(method: str) -> int:
@@ -241,10 +247,7 @@ def write_round2(out: Path, data_of, teacher_of, search: tuple[str, ...], incumb
               "[pretrained-starts-round2.md](pretrained-starts-round2.md)). Pretrained yolov8n, 30 epochs, imgsz 128,",
               "test split; paired per seed against `none`. Rows from round 1 (the default `bckd`, the cosine decay)",
               "have seeds 0–2 only; on craters `none` and the choice have seeds 0–5.", ""]
-    tables = DOCS / "pretrained-starts-round2-tables.md"
-    tables.write_text("\n".join(header + sections))
-    (DOCS / "pretrained-starts-round2-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
-    return tables
+    return write_tables("pretrained-starts-round2", header + sections, every_run)
 
 
 def choose_clear(runs: list[RunResult], search: tuple[str, ...], min_se: float) -> tuple[str | None, list[str]]:
@@ -302,10 +305,7 @@ def write_round3(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen
               "from the runs under `runs/evidence/pretrained/` (plan, rules and reading:",
               "[pretrained-starts-round3.md](pretrained-starts-round3.md)). Pretrained yolov8n, **100 epochs**, imgsz",
               "128, test split; paired per seed against `none` of the same length.", ""]
-    tables = DOCS / "pretrained-starts-round3-tables.md"
-    tables.write_text("\n".join(header + sections))
-    (DOCS / "pretrained-starts-round3-runs.json").write_text(json.dumps(every_run, indent=1) + "\n")
-    return tables
+    return write_tables("pretrained-starts-round3", header + sections, every_run)
 
 
 def write_round4(out: Path, method: str) -> Path:
@@ -321,8 +321,5 @@ def write_round4(out: Path, method: str) -> Path:
              "imgsz 128, test split; paired per seed. `none` and `bckd` are round 3's runs.", "",
              f"`{STAGE} search4`", "", *method_table(runs, order), "",
              f"With the unlabelled images − `bckd` without them: {bckd}", ""]
-    tables = DOCS / "pretrained-starts-round4-tables.md"
-    tables.write_text("\n".join(lines))
-    (DOCS / "pretrained-starts-round4-runs.json").write_text(
-        json.dumps([{**asdict(r), "target": "shapes-100"} for r in runs if r.method == method], indent=1) + "\n")
-    return tables
+    return write_tables("pretrained-starts-round4", lines,
+                        [{**asdict(r), "target": "shapes-100"} for r in runs if r.method == method])
