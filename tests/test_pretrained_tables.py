@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
-from pretrained_tables import choose, choose_above, choose_clear, method_table
+from pretrained_tables import choose, choose_above, choose_clear, committed_round3_runs, method_table, reproduced
 
 from kdloss.adapters.ultralytics.experiment import RunResult
 
@@ -71,3 +71,20 @@ def test_round_three_goes_forward_only_two_se_above_zero():
 def test_the_table_pairs_by_seed():
     lines = method_table(runs({"bckd": (0.01, 0.02, 0.03)}), ("none", "bckd"))
     assert lines[-1] == "| `bckd` | 3 | 0.5300 ± 0.0173 | +0.0200 ± 0.0058 (3/3) |"
+
+
+def test_round_four_pairs_against_round_three_as_committed():
+    committed = committed_round3_runs(("none", "bckd"))
+    pairs = sorted((r.method, r.seed) for r in committed)
+    assert pairs == [("bckd", 0), ("bckd", 1), ("bckd", 2), ("none", 0), ("none", 1), ("none", 2)]
+    assert all(0.0 < r.map50_95 < 1.0 for r in committed)
+
+
+def test_a_run_trained_again_is_set_against_the_committed_one():
+    committed = runs({})
+    same = RunResult("yolov8n", "none", 0, "w", 8.2, 3, 0.7, BASE[0], "test")
+    moved = RunResult("yolov8n", "none", 1, "w", 8.2, 3, 0.7, BASE[1] + 1e-4, "test")
+    unknown = RunResult("yolov8n", "bckd", 0, "w", 8.2, 3, 0.7, 0.6, "test")
+    lines = reproduced(committed, [same, moved, unknown])
+    assert len(lines) == 2
+    assert lines[0].endswith("identical") and lines[1].endswith("differs by +1.00e-04")
