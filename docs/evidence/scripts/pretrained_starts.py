@@ -9,7 +9,7 @@ round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...],
 confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/experiments/pretrained-starts-round3.md,
 100-epoch students): baselines3, search3 [CANDIDATE ...], choose3, confirm3 METHOD [dense|craters|pruned ...],
 tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
-tables4.
+choose4, confirm4 [dense|pruned ...], tables4.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -20,12 +20,12 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 from ultralytics import YOLO
 
 from kdloss.adapters.cli import main as kdloss
 from kdloss.adapters.ultralytics.craters import make_craters_dataset
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
+from kdloss.adapters.ultralytics.experiment import trained_before
 from kdloss.adapters.ultralytics.offline import use_local_fonts
 from kdloss.adapters.ultralytics.pretrain import pretrain
 
@@ -73,16 +73,16 @@ def pretrained(size: str) -> Path:
 
 def teacher(target: str) -> Path:
     """The pretrained yolov8s fine-tuned on ``target`` with ultralytics' fine-tune defaults (100 epochs,
-    batch 16), imgsz 128, seed 0."""
+    batch 16), imgsz 128, seed 0; an interrupted training is resumed."""
     run = (OUT / f"teacher-{target}").resolve()
-    last, best = run / "weights" / "last.pt", run / "weights" / "best.pt"
-    if last.is_file():
-        if torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1) == -1:
-            return best
-        use_local_fonts()
-        YOLO(str(last)).train(resume=True)
+    best = run / "weights" / "best.pt"
+    before = trained_before(run)
+    if before == "finished":
         return best
     use_local_fonts()  # ultralytics' dataset check would download a font
+    if before == "interrupted":
+        YOLO(str(run / "weights" / "last.pt")).train(resume=True)
+        return best
     YOLO(str(pretrained("s"))).train(data=str(data(target)), epochs=100, batch=16, imgsz=128, seed=0,
                                      workers=2, device="cpu", amp=False, plots=False, project=str(run.parent),
                                      name=run.name, exist_ok=True, verbose=False)
@@ -231,17 +231,32 @@ def run(stage: str, extra: list[str]) -> None:
         assert unlabeled_images("shapes") == UNLABELED_SHAPES
         seeds = f"[{','.join(extra)}]" if extra else SEEDS
         experiment("shapes", UNLABELED, project="shapes-100", epochs=LONG_EPOCHS, seeds=seeds)
+    elif stage == "choose4":  # round 4's rule: the last line is the method, or "none chosen"
+        from pretrained_tables import choose_clear, round4_runs
+
+        chosen, reasons = choose_clear(round4_runs(OUT, UNLABELED), (UNLABELED,), min_se=2.0)
+        print("\n".join(reasons))
+        print(chosen or "none chosen")
+    elif stage == "confirm4":  # round 4's method, not retuned, where choose4 sends it forward: dense, pruned
+        targets = extra or ["dense", "pruned"]
+        if "dense" in targets:
+            experiment("dense", f"none,bckd:unlabeled={unlabeled_images('dense')}", project="dense-100",
+                       epochs=LONG_EPOCHS)
+        if "pruned" in targets:
+            assert unlabeled_images("shapes") == UNLABELED_SHAPES
+            experiment("shapes", f"none,{UNLABELED}", student=pruned_student(), project="shapes-pruned-100",
+                       epochs=LONG_EPOCHS)
     elif stage == "tables4":
         from pretrained_tables import write_round4
 
-        print(write_round4(OUT, UNLABELED))
+        print(write_round4(OUT, data, teacher, UNLABELED))
     elif stage == "prune":
         methods = ",".join(("none", "builtin", "bckd", *extra))
         experiment("shapes", methods, student=pruned_student(), project="shapes-pruned")
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
                          "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
-                         "baselines3, search3, choose3, confirm3, tables3, search4, tables4")
+                         "baselines3, search3, choose3, confirm3, tables3, search4, choose4, confirm4, tables4")
 
 
 if __name__ == "__main__":
