@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
-from pretrained_tables import choose, choose_above, choose_clear, committed_round3_runs, method_table, reproduced
+from pretrained_tables import (
+    choose,
+    choose_above,
+    choose_clear,
+    committed_round3_runs,
+    method_table,
+    reproduced,
+    with_committed,
+)
 
 from kdloss.adapters.ultralytics.experiment import RunResult
 
@@ -88,3 +96,11 @@ def test_a_run_trained_again_is_set_against_the_committed_one():
     lines = reproduced(committed, [same, moved, unknown])
     assert len(lines) == 2
     assert lines[0].endswith("identical") and lines[1].endswith("differs by +1.00e-04")
+
+
+def test_a_run_committed_in_an_earlier_checkout_counts_unless_trained_here():
+    here = runs({"bckd": (0.01, 0.02, 0.03)})[3:4]  # bckd seed 0, trained in this checkout
+    committed = [RunResult("yolov8n", "bckd", s, "w", 8.2, 3, 0.7, 0.9, "test") for s in (0, 1)]
+    every, taken = with_committed(here, committed)
+    assert [(r.seed, r.map50_95) for r in every] == [(0, BASE[0] + 0.01), (1, 0.9)]
+    assert [r.seed for r in taken] == [1]

@@ -308,12 +308,29 @@ def write_round3(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen
     return write_tables("pretrained-starts-round3", header + sections, every_run)
 
 
+def committed_rows(name: str, target: str, methods: tuple[str, ...] | None = None) -> list[RunResult]:
+    """The runs on ``target`` (``shapes-100``, ``dense-100``, ...) that ``docs/experiments/{name}`` holds, of
+    ``methods`` (every method if ``None``); none if the file does not exist yet."""
+    path = DOCS / name
+    if not path.is_file():
+        return []
+    return [RunResult(**{key: value for key, value in row.items() if key != "target"})
+            for row in json.loads(path.read_text())
+            if row["target"] == target and (methods is None or row["method"] in methods)]
+
+
 def committed_round3_runs(methods: tuple[str, ...]) -> list[RunResult]:
     """Round 3's 100-epoch shapes runs of ``methods`` as its tables committed them
     (``pretrained-starts-round3-runs.json``): their run folders need not be on this machine."""
-    rows = json.loads((DOCS / "pretrained-starts-round3-runs.json").read_text())
-    return [RunResult(**{key: value for key, value in row.items() if key != "target"}) for row in rows
-            if row["target"] == "shapes-100" and row["method"] in methods]
+    return committed_rows("pretrained-starts-round3-runs.json", "shapes-100", methods)
+
+
+def with_committed(local: list[RunResult], committed: list[RunResult]) -> tuple[list[RunResult], list[RunResult]]:
+    """``local`` runs and the ``committed`` ones whose (method, seed) ``local`` lacks: a run finished in an
+    earlier checkout, whose folder is gone, still counts. Returns (all runs, the committed ones taken)."""
+    here = {(r.method, r.seed) for r in local}
+    taken = [r for r in committed if (r.method, r.seed) not in here]
+    return local + taken, taken
 
 
 def reproduced(committed: list[RunResult], rebuilt: list[RunResult]) -> list[str]:
@@ -331,10 +348,31 @@ def reproduced(committed: list[RunResult], rebuilt: list[RunResult]) -> list[str
     return lines
 
 
+ROUND4_JSON = "pretrained-starts-round4-runs.json"
+
+
+def round4_target(out: Path, project: str, keep) -> tuple[list[RunResult], list[RunResult]]:
+    """Round 4's runs under ``project`` that ``keep(method)`` accepts: this checkout's, and those this round's
+    committed JSON holds for seeds this checkout lacks. Returns (runs, the committed ones taken)."""
+    local = [r for r in results(out / project) if keep(r.method)]
+    return with_committed(local, [r for r in committed_rows(ROUND4_JSON, project) if keep(r.method)])
+
+
 def round4_runs(out: Path, method: str) -> list[RunResult]:
-    """Round 4's shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs under
-    ``shapes-100``."""
-    return committed_round3_runs(("none", "bckd")) + [r for r in results(out / "shapes-100") if r.method == method]
+    """Round 4's shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs (this
+    checkout's under ``shapes-100`` and those committed before)."""
+    return committed_round3_runs(("none", "bckd")) + round4_target(out, "shapes-100", lambda m: m == method)[0]
+
+
+def unlabeled_or_plain(method: str) -> bool:
+    return method == "none" or method.startswith("bckd:unlabeled=")
+
+
+def carried_note(taken: list[RunResult]) -> list[str]:
+    if not taken:
+        return []
+    seeds = ", ".join(f"`{r.method}` seed {r.seed}" for r in taken)
+    return [f"From this round's committed JSON (finished in an earlier checkout): {seeds}.", ""]
 
 
 def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
@@ -342,13 +380,16 @@ def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
     images) beside round 3's ``none`` and ``bckd`` at 100 epochs, then its confirmations where they ran (dense,
     the pruned student), to ``pretrained-starts-round4-tables.md``, and its runs to
     ``pretrained-starts-round4-runs.json``. ``none`` and ``bckd`` on shapes are read from round 3's committed
-    JSON; any of them trained again under ``shapes-100`` are listed against it, run for run."""
+    JSON; any of them trained again under ``shapes-100`` are listed against it, run for run. Runs of this round
+    that finished in an earlier checkout come from this round's committed JSON."""
     local = results(out / "shapes-100")
     round3 = committed_round3_runs(("none", "bckd"))
-    runs = round4_runs(out, method)
+    mine, taken = round4_target(out, "shapes-100", lambda m: m == method)
+    runs = round3 + mine
     bckd = paired(runs, method, "bckd")
     again = reproduced(round3, [r for r in local if r.method in ("none", "bckd")])
-    every_run = [{**asdict(r), "target": "shapes-100"} for r in runs if r.method == method]
+    every_run = [{**asdict(r), "target": "shapes-100"} for r in mine]
+    machines = sorted({r.machine or "not recorded" for r in runs})
     lines = ["# Pretrained starts, round 4: the tables", "", f"Generated by `{STAGE} tables4`", "",
              "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
              "[pretrained-starts-round4.md](pretrained-starts-round4.md)). Pretrained yolov8n, 100 epochs, imgsz 128,",
@@ -356,15 +397,17 @@ def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
              "(`pretrained-starts-round3-runs.json`).", "",
              "## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "",
              *method_table(runs, ("none", "bckd", method)), "",
-             f"With the unlabelled images − `bckd` without them: {bckd}", ""]
+             f"With the unlabelled images − `bckd` without them: {bckd}", "",
+             *carried_note(taken), f"Machines: {'; '.join(machines)}.", ""]
     if again:
         lines += ["Round 3's runs trained again on this machine, against the committed ones:", "", *again, ""]
     for target, project in (("dense", "dense-100"), ("the pruned student", "shapes-pruned-100")):
-        confirmed = [r for r in results(out / project) if r.method == "none" or r.method.startswith("bckd:unlabeled=")]
+        confirmed, taken = round4_target(out, project, unlabeled_or_plain)
         if not any(r.method != "none" for r in confirmed):
             continue
         every_run += [{**asdict(r), "target": project} for r in confirmed]
-        lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm4`", "", *method_table(confirmed, ("none",)), ""]
+        lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm4`", "", *method_table(confirmed, ("none",)), "",
+                  *carried_note(taken)]
         if project == "shapes-pruned-100":
             teacher = evaluate(teacher_of("shapes"), data_of("shapes"), 128, "test", "teacher", 0)
             unpruned = [r for r in runs if r.method == "none"]
