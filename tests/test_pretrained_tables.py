@@ -101,6 +101,43 @@ def test_a_run_trained_again_is_set_against_the_committed_one():
 def test_a_run_committed_in_an_earlier_checkout_counts_unless_trained_here():
     here = runs({"bckd": (0.01, 0.02, 0.03)})[3:4]  # bckd seed 0, trained in this checkout
     committed = [RunResult("yolov8n", "bckd", s, "w", 8.2, 3, 0.7, 0.9, "test") for s in (0, 1)]
+    committed.append(RunResult("yolov8n", "none", 0, "w", 8.2, 3, 0.7, 0.8, "test"))  # another method, same seed
     every, taken = with_committed(here, committed)
-    assert [(r.seed, r.map50_95) for r in every] == [(0, BASE[0] + 0.01), (1, 0.9)]
-    assert [r.seed for r in taken] == [1]
+    assert [(r.method, r.seed, r.map50_95) for r in every] == [("bckd", 0, BASE[0] + 0.01), ("bckd", 1, 0.9),
+                                                              ("none", 0, 0.8)]
+    assert [(r.method, r.seed) for r in taken] == [("bckd", 1), ("none", 0)]
+
+
+def test_round_four_keeps_every_run_a_later_checkout_needs(tmp_path, monkeypatch):
+    """write_round4 writes back the runs it carried in, a confirmation's finished `none` runs before any
+    distilled one exists, and round 3's runs trained again (under their own target)."""
+    import json
+    from dataclasses import asdict
+
+    import pretrained_tables
+
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    round3 = [{**asdict(r), "target": "shapes-100"} for r in runs({"bckd": (0.01, 0.02, 0.03)})]
+    (docs / "pretrained-starts-round3-runs.json").write_text(json.dumps(round3))
+    method = "bckd:unlabeled=images"
+    earlier = [{**asdict(RunResult("yolov8n", method, 1, "w", 8.2, 3, 0.7, 0.56, "test")), "target": "shapes-100"},
+               {**asdict(RunResult("yolov8n", "none", 0, "w", 8.2, 3, 0.7, 0.40, "test")), "target": "dense-100"}]
+    (docs / "pretrained-starts-round4-runs.json").write_text(json.dumps(earlier))
+    for run in (RunResult("yolov8n", method, 0, "w", 8.2, 3, 0.7, 0.55, "test"),
+                RunResult("yolov8n", "none", 0, "w", 8.2, 3, 0.7, BASE[0], "test")):
+        folder = out / "shapes-100" / f"{run.method}-seed{run.seed}"
+        folder.mkdir(parents=True)
+        (folder / "kdloss_result.json").write_text(json.dumps(asdict(run)))
+    monkeypatch.setattr(pretrained_tables, "DOCS", docs)
+
+    tables = pretrained_tables.write_round4(out, None, None, method)
+    written = {(row["target"], row["method"], row["seed"]): row["map50_95"]
+               for row in json.loads((docs / "pretrained-starts-round4-runs.json").read_text())}
+    assert written == {("shapes-100", method, 0): 0.55, ("shapes-100", method, 1): 0.56,
+                       ("shapes-100-rebuilt", "none", 0): BASE[0], ("dense-100", "none", 0): 0.40}
+    text = tables.read_text()
+    assert f"| `{method}` | 2 | 0.5550 ± 0.0071 | +0.0450 ± 0.0050 (2/2) |" in text
+    assert f"`none` seed 0: {BASE[0]!r} here, {BASE[0]!r} committed: identical" in text
+    assert f"`{method}` seed 1" in text.split("From this round's committed JSON")[1]
+    assert "## dense" not in text  # its distilled runs have not run yet

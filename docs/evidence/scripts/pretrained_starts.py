@@ -74,14 +74,15 @@ def pretrained(size: str) -> Path:
 def teacher(target: str) -> Path:
     """The pretrained yolov8s fine-tuned on ``target`` with ultralytics' fine-tune defaults (100 epochs,
     batch 16), imgsz 128, seed 0; an interrupted training is resumed. A finished training's ``best.pt`` is
-    copied to ``assets/corpus-yolov8s-on-{target}.pt``, which stands in for the run folder where that is gone
-    (run folders do not travel with a checkout; delete the copy to train the teacher again)."""
+    copied to ``assets/corpus-yolov8s-on-{target}.pt``; where that copy exists it is the teacher, so every
+    checkout distils from the same file (run folders do not travel with a checkout; delete the copy to train the
+    teacher again)."""
+    shipped = (Path("assets") / f"corpus-yolov8s-on-{target}.pt").resolve()
+    if shipped.is_file():
+        return shipped
     run = (OUT / f"teacher-{target}").resolve()
     best = run / "weights" / "best.pt"
-    shipped = Path("assets") / f"corpus-yolov8s-on-{target}.pt"
     before = trained_before(run)
-    if before == "nothing" and shipped.is_file():
-        return shipped
     if before != "finished":
         use_local_fonts()  # ultralytics' dataset check would download a font
         if before == "interrupted":
@@ -90,9 +91,8 @@ def teacher(target: str) -> Path:
             YOLO(str(pretrained("s"))).train(data=str(data(target)), epochs=100, batch=16, imgsz=128, seed=0,
                                              workers=2, device="cpu", amp=False, plots=False,
                                              project=str(run.parent), name=run.name, exist_ok=True, verbose=False)
-    if not shipped.is_file():
-        shutil.copyfile(best, shipped)
-    return best
+    shutil.copyfile(best, shipped)
+    return shipped
 
 
 def experiment(target: str, methods: str, student: Path | str | None = None, project: str | None = None,

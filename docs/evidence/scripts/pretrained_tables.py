@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -349,13 +350,16 @@ def reproduced(committed: list[RunResult], rebuilt: list[RunResult]) -> list[str
 
 
 ROUND4_JSON = "pretrained-starts-round4-runs.json"
+REBUILT = "shapes-100-rebuilt"  # round 3's runs trained again in a later checkout, kept in round 4's JSON
 
 
-def round4_target(out: Path, project: str, keep) -> tuple[list[RunResult], list[RunResult]]:
+def round4_target(out: Path, project: str, keep: Callable[[str], bool],
+                  target: str | None = None) -> tuple[list[RunResult], list[RunResult]]:
     """Round 4's runs under ``project`` that ``keep(method)`` accepts: this checkout's, and those this round's
-    committed JSON holds for seeds this checkout lacks. Returns (runs, the committed ones taken)."""
+    committed JSON holds under ``target`` (``project`` unless given) for the (method, seed) pairs this checkout
+    lacks. Returns (runs, the committed ones taken)."""
     local = [r for r in results(out / project) if keep(r.method)]
-    return with_committed(local, [r for r in committed_rows(ROUND4_JSON, project) if keep(r.method)])
+    return with_committed(local, [r for r in committed_rows(ROUND4_JSON, target or project) if keep(r.method)])
 
 
 def round4_runs(out: Path, method: str) -> list[RunResult]:
@@ -365,14 +369,56 @@ def round4_runs(out: Path, method: str) -> list[RunResult]:
 
 
 def unlabeled_or_plain(method: str) -> bool:
+    """The methods of round 4's confirmations: ``none`` and the default with unlabelled images."""
     return method == "none" or method.startswith("bckd:unlabeled=")
 
 
 def carried_note(taken: list[RunResult]) -> list[str]:
+    """The line that names the runs read from this round's committed JSON (none: no line)."""
     if not taken:
         return []
     seeds = ", ".join(f"`{r.method}` seed {r.seed}" for r in taken)
     return [f"From this round's committed JSON (finished in an earlier checkout): {seeds}.", ""]
+
+
+def machines_line(runs: list[RunResult]) -> str:
+    """The machines ``runs`` were evaluated on, one line (pairs are exact only within one)."""
+    return f"Machines: {'; '.join(sorted({r.machine or 'not recorded' for r in runs}))}."
+
+
+def round4_shapes(out: Path, method: str) -> tuple[list[str], list[RunResult], list[dict]]:
+    """Round 4's shapes section. Returns (its lines, the runs it pairs, the rows for the JSON: ``method``'s runs
+    and round 3's runs trained again, under ``REBUILT``)."""
+    round3 = committed_round3_runs(("none", "bckd"))
+    mine, carried = round4_target(out, "shapes-100", lambda m: m == method)
+    rebuilt, _ = round4_target(out, "shapes-100", lambda m: m in ("none", "bckd"), target=REBUILT)
+    runs = round3 + mine
+    lines = ["## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "",
+             *method_table(runs, ("none", "bckd", method)), "",
+             f"With the unlabelled images − `bckd` without them: {paired(runs, method, 'bckd')}", "",
+             *carried_note(carried), machines_line(runs + rebuilt), ""]
+    again = reproduced(round3, rebuilt)
+    if again:
+        lines += ["Round 3's runs trained again by the same command, against the committed ones:", "", *again, ""]
+    rows = [{**asdict(r), "target": "shapes-100"} for r in mine] + [{**asdict(r), "target": REBUILT} for r in rebuilt]
+    return lines, runs, rows
+
+
+def round4_confirmation(out: Path, data_of, teacher_of, title: str, project: str,
+                        shapes: list[RunResult]) -> tuple[list[str], list[dict]]:
+    """One confirmation's section (no lines before its distilled runs exist) and its rows for the JSON (every
+    run, so that a later checkout keeps a finished ``none`` too)."""
+    confirmed, carried = round4_target(out, project, unlabeled_or_plain)
+    rows = [{**asdict(r), "target": project} for r in confirmed]
+    if not any(r.method != "none" for r in confirmed):
+        return [], rows
+    lines = [f"## {title}: not retuned", "", f"`{STAGE} confirm4`", "", *method_table(confirmed, ("none",)), "",
+             *carried_note(carried), machines_line(confirmed), ""]
+    if project == "shapes-pruned-100":
+        teacher = evaluate(teacher_of("shapes"), data_of("shapes"), 128, "test", "teacher", 0)
+        unpruned = [r for r in shapes if r.method == "none"]
+        lines += ["In the original project's form:", "", *original_form(confirmed, unpruned, teacher), ""]
+    return lines, rows
 
 
 def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
@@ -381,35 +427,15 @@ def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
     the pruned student), to ``pretrained-starts-round4-tables.md``, and its runs to
     ``pretrained-starts-round4-runs.json``. ``none`` and ``bckd`` on shapes are read from round 3's committed
     JSON; any of them trained again under ``shapes-100`` are listed against it, run for run. Runs of this round
-    that finished in an earlier checkout come from this round's committed JSON."""
-    local = results(out / "shapes-100")
-    round3 = committed_round3_runs(("none", "bckd"))
-    mine, taken = round4_target(out, "shapes-100", lambda m: m == method)
-    runs = round3 + mine
-    bckd = paired(runs, method, "bckd")
-    again = reproduced(round3, [r for r in local if r.method in ("none", "bckd")])
-    every_run = [{**asdict(r), "target": "shapes-100"} for r in mine]
-    machines = sorted({r.machine or "not recorded" for r in runs})
-    lines = ["# Pretrained starts, round 4: the tables", "", f"Generated by `{STAGE} tables4`", "",
-             "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
-             "[pretrained-starts-round4.md](pretrained-starts-round4.md)). Pretrained yolov8n, 100 epochs, imgsz 128,",
-             "test split; paired per seed. On shapes, `none` and `bckd` are round 3's runs, from its committed JSON",
-             "(`pretrained-starts-round3-runs.json`).", "",
-             "## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "",
-             *method_table(runs, ("none", "bckd", method)), "",
-             f"With the unlabelled images − `bckd` without them: {bckd}", "",
-             *carried_note(taken), f"Machines: {'; '.join(machines)}.", ""]
-    if again:
-        lines += ["Round 3's runs trained again on this machine, against the committed ones:", "", *again, ""]
-    for target, project in (("dense", "dense-100"), ("the pruned student", "shapes-pruned-100")):
-        confirmed, taken = round4_target(out, project, unlabeled_or_plain)
-        if not any(r.method != "none" for r in confirmed):
-            continue
-        every_run += [{**asdict(r), "target": project} for r in confirmed]
-        lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm4`", "", *method_table(confirmed, ("none",)), "",
-                  *carried_note(taken)]
-        if project == "shapes-pruned-100":
-            teacher = evaluate(teacher_of("shapes"), data_of("shapes"), 128, "test", "teacher", 0)
-            unpruned = [r for r in runs if r.method == "none"]
-            lines += ["In the original project's form:", "", *original_form(confirmed, unpruned, teacher), ""]
-    return write_tables("pretrained-starts-round4", lines, every_run)
+    that finished in an earlier checkout come from this round's committed JSON, and are written back to it."""
+    lines, shapes, rows = round4_shapes(out, method)
+    for title, project in (("dense", "dense-100"), ("the pruned student", "shapes-pruned-100")):
+        section, confirmation_rows = round4_confirmation(out, data_of, teacher_of, title, project, shapes)
+        lines += section
+        rows += confirmation_rows
+    header = ["# Pretrained starts, round 4: the tables", "", f"Generated by `{STAGE} tables4`", "",
+              "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
+              "[pretrained-starts-round4.md](pretrained-starts-round4.md)). Pretrained yolov8n, 100 epochs, imgsz 128,",
+              "test split; paired per seed. On shapes, `none` and `bckd` are round 3's runs, from its committed JSON",
+              "(`pretrained-starts-round3-runs.json`).", ""]
+    return write_tables("pretrained-starts-round4", header + lines, rows)
