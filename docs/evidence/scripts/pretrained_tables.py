@@ -265,15 +265,26 @@ def choose_clear(runs: list[RunResult], search: tuple[str, ...], min_se: float) 
                             "nothing chosen"]
 
 
+def committed_rows(name: str, target: str, methods: tuple[str, ...] | None = None) -> list[RunResult]:
+    """The runs on ``target`` (``shapes-100``, ``dense-100``, ...) that ``docs/experiments/{name}`` holds, of
+    ``methods`` (every method if ``None``); none if the file does not exist yet."""
+    path = DOCS / name
+    if not path.is_file():
+        return []
+    return [RunResult(**{key: value for key, value in row.items() if key != "target"})
+            for row in json.loads(path.read_text())
+            if row["target"] == target and (methods is None or row["method"] in methods)]
+
+
 def committed_runs(target: str) -> list[RunResult]:
     """Rounds 1–2's runs on ``target`` (seeds 0–2) as their tables committed them
     (``pretrained-starts-runs.json``, ``pretrained-starts-round2-runs.json``): their run folders need not be on
     this machine."""
     found = {}
     for name in ("pretrained-starts-runs.json", "pretrained-starts-round2-runs.json"):
-        for row in json.loads((DOCS / name).read_text()):
-            if row.pop("target") == target and row["seed"] in ROUND1_SEEDS:
-                found[(row["method"], row["seed"])] = RunResult(**row)
+        for run in committed_rows(name, target):
+            if run.seed in ROUND1_SEEDS:
+                found[(run.method, run.seed)] = run
     return list(found.values())
 
 
@@ -307,17 +318,6 @@ def write_round3(out: Path, data_of, teacher_of, search: tuple[str, ...], chosen
               "[pretrained-starts-round3.md](pretrained-starts-round3.md)). Pretrained yolov8n, **100 epochs**, imgsz",
               "128, test split; paired per seed against `none` of the same length.", ""]
     return write_tables("pretrained-starts-round3", header + sections, every_run)
-
-
-def committed_rows(name: str, target: str, methods: tuple[str, ...] | None = None) -> list[RunResult]:
-    """The runs on ``target`` (``shapes-100``, ``dense-100``, ...) that ``docs/experiments/{name}`` holds, of
-    ``methods`` (every method if ``None``); none if the file does not exist yet."""
-    path = DOCS / name
-    if not path.is_file():
-        return []
-    return [RunResult(**{key: value for key, value in row.items() if key != "target"})
-            for row in json.loads(path.read_text())
-            if row["target"] == target and (methods is None or row["method"] in methods)]
 
 
 def committed_round3_runs(methods: tuple[str, ...]) -> list[RunResult]:
