@@ -9,7 +9,7 @@ round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...],
 confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/experiments/pretrained-starts-round3.md,
 100-epoch students): baselines3, search3 [CANDIDATE ...], choose3, confirm3 METHOD [dense|craters|pruned ...],
 tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
-choose4, confirm4 [dense|pruned ...], tables4.
+choose4, confirm4 [dense|pruned ...] (baselines4 [dense|pruned ...]: its `none` runs alone), tables4.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -109,17 +109,22 @@ def experiment(target: str, methods: str, student: Path | str | None = None, pro
 
 
 def pruned_student() -> Path:
-    """The pretrained yolov8n fine-tuned plainly on shapes (seed 0's baseline), pruned to about half its
-    GFLOPs with LAMP."""
+    """The pretrained yolov8n fine-tuned plainly on shapes (seed 0's 30-epoch baseline), pruned to about half
+    its GFLOPs with LAMP, at ``assets/corpus-yolov8n-on-shapes-pruned.pt``; where that copy exists it is the
+    student, so every checkout prunes nothing and trains the same file (delete it to make it again)."""
+    shipped = Path("assets") / "corpus-yolov8n-on-shapes-pruned.pt"
+    if shipped.is_file():
+        return shipped.resolve()
     output = OUT / "yolov8n-shapes-pruned.pt"
     if not output.is_file():
-        experiment("shapes", "none", with_teacher=False)
+        experiment("shapes", "none", with_teacher=False, seeds="[0]")
         fine_tuned = OUT / "shapes" / "none-seed0" / "weights" / "best.pt"
         code = kdloss(["prune", f"model={fine_tuned}", f"data={data('shapes')}", "ratio=0.5", "method=lamp",
                        "imgsz=128", f"output={output}"])
         if code != 0:
             raise SystemExit("kdloss prune failed")
-    return output
+    shutil.copyfile(output, shipped)
+    return shipped.resolve()
 
 
 def run(stage: str, extra: list[str]) -> None:
@@ -252,6 +257,13 @@ def run(stage: str, extra: list[str]) -> None:
             assert unlabeled_images("shapes") == UNLABELED_SHAPES
             experiment("shapes", f"none,{UNLABELED}", student=pruned_student(), project="shapes-pruned-100",
                        epochs=LONG_EPOCHS)
+    elif stage == "baselines4":  # confirm4's `none` runs alone, no teacher: beside a teacher's training
+        targets = extra or ["dense", "pruned"]
+        if "dense" in targets:
+            experiment("dense", "none", with_teacher=False, project="dense-100", epochs=LONG_EPOCHS)
+        if "pruned" in targets:
+            experiment("shapes", "none", with_teacher=False, student=pruned_student(), project="shapes-pruned-100",
+                       epochs=LONG_EPOCHS)
     elif stage == "tables4":
         from pretrained_tables import write_round4
 
@@ -262,7 +274,8 @@ def run(stage: str, extra: list[str]) -> None:
     else:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
                          "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
-                         "baselines3, search3, choose3, confirm3, tables3, search4, choose4, confirm4, tables4")
+                         "baselines3, search3, choose3, confirm3, tables3, search4, choose4, confirm4, baselines4, "
+                         "tables4")
 
 
 if __name__ == "__main__":
