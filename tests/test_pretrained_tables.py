@@ -19,7 +19,7 @@ from pretrained_tables import (
     with_committed,
 )
 
-from kdloss.adapters.ultralytics.experiment import RunResult
+from kdloss.adapters.ultralytics.experiment import RunResult, run_name
 
 BASE = {0: 0.50, 1: 0.52, 2: 0.51}
 
@@ -141,3 +141,45 @@ def test_round_four_keeps_every_run_a_later_checkout_needs(tmp_path, monkeypatch
     assert f"`none` seed 0: {BASE[0]!r} here, {BASE[0]!r} committed: identical" in text
     assert f"`{method}` seed 1" in text.split("From this round's committed JSON")[1]
     assert "## dense" not in text  # its distilled runs have not run yet
+
+
+def test_round_five_pairs_with_round_four_and_keeps_its_runs(tmp_path, monkeypatch):
+    """write_round5 sets the labelled images as unlabelled ones beside round 4's new images (from round 4's
+    committed JSON), writes back the runs it carried in and a confirmation's finished `none` runs; round 4's
+    confirmation tables do not take round 5's method."""
+    import json
+    from dataclasses import asdict
+
+    import pretrained_tables
+
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    round3 = [{**asdict(r), "target": "shapes-100"} for r in runs({"bckd": (0.01, 0.02, 0.03)})]
+    (docs / "pretrained-starts-round3-runs.json").write_text(json.dumps(round3))
+    new_images = "bckd:unlabeled=runs/evidence/shapes-unlabeled/images/train"
+    same_images = pretrained_tables.train_as_unlabeled("shapes")
+    assert same_images == "bckd:unlabeled=runs/evidence/shapes/images/train"
+    round4 = [{**asdict(RunResult("yolov8n", new_images, s, "w", 8.2, 3, 0.7, BASE[s] + 0.02, "test")),
+               "target": "shapes-100"} for s in BASE]
+    (docs / "pretrained-starts-round4-runs.json").write_text(json.dumps(round4))
+    earlier = [{**asdict(RunResult("yolov8n", same_images, 1, "w", 8.2, 3, 0.7, BASE[1] + 0.01, "test")),
+                "target": "shapes-100"}]
+    (docs / "pretrained-starts-round5-runs.json").write_text(json.dumps(earlier))
+    for project, run in (("shapes-100", RunResult("yolov8n", same_images, 0, "w", 8.2, 3, 0.7, BASE[0] + 0.03, "test")),
+                         ("craters-100", RunResult("yolov8n", "none", 0, "w", 8.2, 3, 0.7, 0.30, "test"))):
+        folder = out / project / run_name(run.method, run.seed)
+        folder.mkdir(parents=True)
+        (folder / "kdloss_result.json").write_text(json.dumps(asdict(run)))
+    monkeypatch.setattr(pretrained_tables, "DOCS", docs)
+
+    tables = pretrained_tables.write_round5(out, new_images)
+    written = {(row["target"], row["method"], row["seed"]): row["map50_95"]
+               for row in json.loads((docs / "pretrained-starts-round5-runs.json").read_text())}
+    assert written == {("shapes-100", same_images, 0): BASE[0] + 0.03, ("shapes-100", same_images, 1): BASE[1] + 0.01,
+                       ("craters-100", "none", 0): 0.30}
+    text = tables.read_text()
+    assert f"| `{same_images}` | 2 |" in text and "+0.0200 ± 0.0100 (2/2) |" in text
+    assert "The labelled images − round 4's new ones: +0.0000 ± 0.0100 (1/2)" in text
+    assert "## craters" not in text  # its distilled runs have not run yet
+    assert pretrained_tables.unlabeled_or_plain(new_images)
+    assert not pretrained_tables.unlabeled_or_plain(same_images)

@@ -9,7 +9,9 @@ round 2 (docs/experiments/pretrained-starts-round2.md): search2 [CANDIDATE ...],
 confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/experiments/pretrained-starts-round3.md,
 100-epoch students): baselines3, search3 [CANDIDATE ...], choose3, confirm3 METHOD [dense|craters|pruned ...],
 tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
-choose4, confirm4 [dense|pruned ...] (baselines4 [dense|pruned ...]: its `none` runs alone), tables4.
+choose4, confirm4 [dense|pruned ...] (baselines4 [dense|pruned ...]: its `none` runs alone), tables4;
+round 5 (docs/experiments/pretrained-starts-round5.md, the labelled images as unlabelled ones): search5 [SEED ...],
+choose5, tables5.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -46,6 +48,8 @@ SEARCH3 = ("bckd", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
 # round 4: the default with 1024 unlabelled shapes images (seed 1; the labelled set is seed 0), fixed before its runs
 UNLABELED_SHAPES = "runs/evidence/shapes-unlabeled/images/train"
 UNLABELED = f"bckd:unlabeled={UNLABELED_SHAPES}"
+# round 5: the same, with the labelled training images themselves as the unlabelled ones, fixed before its runs
+TRAIN_AS_UNLABELED = "bckd:unlabeled=runs/evidence/shapes/images/train"  # = train_as_unlabeled("shapes")
 
 
 def unlabeled_images(target: str = "shapes") -> str:
@@ -264,6 +268,21 @@ def run(stage: str, extra: list[str]) -> None:
         if "pruned" in targets:
             experiment("shapes", "none", with_teacher=False, student=pruned_student(), project="shapes-pruned-100",
                        epochs=LONG_EPOCHS)
+    elif stage == "search5":  # round 5: optionally some seeds, e.g. two processes on two cores
+        data("shapes")
+        seeds = f"[{','.join(extra)}]" if extra else SEEDS
+        experiment("shapes", TRAIN_AS_UNLABELED, project="shapes-100", epochs=LONG_EPOCHS, seeds=seeds)
+    elif stage == "choose5":  # round 5's rule: the last line is the method, or "none chosen"
+        from pretrained_tables import ROUND5_JSON, choose_clear, round4_runs
+
+        runs = round4_runs(OUT, TRAIN_AS_UNLABELED, committed=ROUND5_JSON)
+        chosen, reasons = choose_clear(runs, (TRAIN_AS_UNLABELED,), min_se=2.0)
+        print("\n".join(reasons))
+        print(chosen or "none chosen")
+    elif stage == "tables5":
+        from pretrained_tables import write_round5
+
+        print(write_round5(OUT, UNLABELED))
     elif stage == "tables4":
         from pretrained_tables import write_round4
 
@@ -275,7 +294,7 @@ def run(stage: str, extra: list[str]) -> None:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
                          "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
                          "baselines3, search3, choose3, confirm3, tables3, search4, choose4, confirm4, baselines4, "
-                         "tables4")
+                         "tables4, search5, choose5, tables5")
 
 
 if __name__ == "__main__":

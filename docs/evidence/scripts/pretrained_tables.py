@@ -353,24 +353,26 @@ ROUND4_JSON = "pretrained-starts-round4-runs.json"
 REBUILT = "shapes-100-rebuilt"  # round 3's runs trained again in a later checkout, kept in round 4's JSON
 
 
-def round4_target(out: Path, project: str, keep: Callable[[str], bool],
-                  target: str | None = None) -> tuple[list[RunResult], list[RunResult]]:
-    """Round 4's runs under ``project`` that ``keep(method)`` accepts: this checkout's, and those this round's
-    committed JSON holds under ``target`` (``project`` unless given) for the (method, seed) pairs this checkout
-    lacks. Returns (runs, the committed ones taken)."""
+def round4_target(out: Path, project: str, keep: Callable[[str], bool], target: str | None = None,
+                  committed: str = ROUND4_JSON) -> tuple[list[RunResult], list[RunResult]]:
+    """Round 4's (or, with ``committed``, another round's) runs under ``project`` that ``keep(method)`` accepts:
+    this checkout's, and those the round's committed JSON holds under ``target`` (``project`` unless given) for
+    the (method, seed) pairs this checkout lacks. Returns (runs, the committed ones taken)."""
     local = [r for r in results(out / project) if keep(r.method)]
-    return with_committed(local, [r for r in committed_rows(ROUND4_JSON, target or project) if keep(r.method)])
+    return with_committed(local, [r for r in committed_rows(committed, target or project) if keep(r.method)])
 
 
-def round4_runs(out: Path, method: str) -> list[RunResult]:
-    """Round 4's shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs (this
-    checkout's under ``shapes-100`` and those committed before)."""
-    return committed_round3_runs(("none", "bckd")) + round4_target(out, "shapes-100", lambda m: m == method)[0]
+def round4_runs(out: Path, method: str, committed: str = ROUND4_JSON) -> list[RunResult]:
+    """Round 4's (or round 5's) shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs
+    (this checkout's under ``shapes-100`` and those the round's ``committed`` JSON holds)."""
+    return (committed_round3_runs(("none", "bckd"))
+            + round4_target(out, "shapes-100", lambda m: m == method, committed=committed)[0])
 
 
 def unlabeled_or_plain(method: str) -> bool:
-    """The methods of round 4's confirmations: ``none`` and the default with unlabelled images."""
-    return method == "none" or method.startswith("bckd:unlabeled=")
+    """The methods of round 4's confirmations: ``none`` and the default with unlabelled images (a folder of the
+    generator's ``*-unlabeled`` images; round 5's train folders are not round 4's)."""
+    return method == "none" or (method.startswith("bckd:unlabeled=") and "-unlabeled/" in method)
 
 
 def carried_note(taken: list[RunResult]) -> list[str]:
@@ -439,3 +441,45 @@ def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
               "test split; paired per seed. On shapes, `none` and `bckd` are round 3's runs, from its committed JSON",
               "(`pretrained-starts-round3-runs.json`).", ""]
     return write_tables("pretrained-starts-round4", header + lines, rows)
+
+
+ROUND5_JSON = "pretrained-starts-round5-runs.json"
+
+
+def train_as_unlabeled(target: str) -> str:
+    """Round 5's method on ``target``: the default with its own labelled training images as ``unlabeled=``."""
+    return f"bckd:unlabeled=runs/evidence/{target}/images/train"
+
+
+def write_round5(out: Path, round4_method: str) -> Path:
+    """Round 5's tables (docs/experiments/pretrained-starts-round5.md): the default with the labelled training
+    images as unlabelled ones, on shapes beside round 3's ``none`` and ``bckd`` and round 4's method (new
+    images), then its confirmations where they ran (craters, dense), to ``pretrained-starts-round5-tables.md``,
+    and its runs to ``pretrained-starts-round5-runs.json``, which it reads back: a run finished in an earlier
+    checkout counts (a run in this checkout's folders comes first)."""
+    method = train_as_unlabeled("shapes")
+    round3 = committed_round3_runs(("none", "bckd"))
+    round4, _ = round4_target(out, "shapes-100", lambda m: m == round4_method)
+    mine, carried = round4_target(out, "shapes-100", lambda m: m == method, committed=ROUND5_JSON)
+    runs = round3 + round4 + mine
+    lines = ["## shapes", "", f"`{STAGE} search5`, then `{STAGE} choose5`", "",
+             *method_table(runs, ("none", "bckd", round4_method, method)), "",
+             f"The labelled images − round 4's new ones: {paired(runs, method, round4_method)}", "",
+             *carried_note(carried), machines_line(runs), ""]
+    rows = [{**asdict(r), "target": "shapes-100"} for r in mine]
+    for target, project in (("craters", "craters-100"), ("dense", "dense-100")):
+        confirmed, taken = round4_target(out, project, lambda m, t=target: m == train_as_unlabeled(t),
+                                         committed=ROUND5_JSON)
+        plain, _ = round4_target(out, project, lambda m: m == "none")  # dense's may be in round 4's JSON
+        plain, plain_taken = with_committed(plain, committed_rows(ROUND5_JSON, project, ("none",)))
+        rows += [{**asdict(r), "target": project} for r in plain + confirmed]  # a finished `none` too
+        if confirmed:
+            lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm5`", "",
+                      *method_table(plain + confirmed, ("none",)), "", *carried_note(taken + plain_taken),
+                      machines_line(plain + confirmed), ""]
+    header = ["# Pretrained starts, round 5: the tables", "", f"Generated by `{STAGE} tables5`", "",
+              "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
+              "[pretrained-starts-round5.md](pretrained-starts-round5.md)). Pretrained yolov8n, 100 epochs, imgsz 128,",
+              "test split; paired per seed. On shapes, `none` and `bckd` are round 3's runs (its committed JSON), and",
+              f"`{round4_method}` round 4's.", ""]
+    return write_tables("pretrained-starts-round5", header + lines, rows)
