@@ -22,6 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from pretrained_tables import train_as_unlabeled
 from ultralytics import YOLO
 
 from kdloss.adapters.cli import main as kdloss
@@ -49,7 +50,7 @@ SEARCH3 = ("bckd", "bckd+cwd:schedule=cosine:schedule_final_ratio=0.01")
 UNLABELED_SHAPES = "runs/evidence/shapes-unlabeled/images/train"
 UNLABELED = f"bckd:unlabeled={UNLABELED_SHAPES}"
 # round 5: the same, with the labelled training images themselves as the unlabelled ones, fixed before its runs
-TRAIN_AS_UNLABELED = "bckd:unlabeled=runs/evidence/shapes/images/train"  # = train_as_unlabeled("shapes")
+TRAIN_AS_UNLABELED = train_as_unlabeled("shapes")
 
 
 def unlabeled_images(target: str = "shapes") -> str:
@@ -269,7 +270,6 @@ def run(stage: str, extra: list[str]) -> None:
             experiment("shapes", "none", with_teacher=False, student=pruned_student(), project="shapes-pruned-100",
                        epochs=LONG_EPOCHS)
     elif stage == "search5":  # round 5: optionally some seeds, e.g. two processes on two cores
-        data("shapes")
         seeds = f"[{','.join(extra)}]" if extra else SEEDS
         experiment("shapes", TRAIN_AS_UNLABELED, project="shapes-100", epochs=LONG_EPOCHS, seeds=seeds)
     elif stage == "choose5":  # round 5's rule: the last line is the method, or "none chosen"
