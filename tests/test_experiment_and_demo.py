@@ -10,7 +10,7 @@ import torch
 
 from kdloss.adapters.ultralytics.experiment import RunResult, parse_method, parse_seeds, run_experiment, run_name
 from kdloss.adapters.ultralytics.machine import machine_fingerprint, same_machine
-from kdloss.adapters.ultralytics.pairing import cross_machine_pairs, summarize
+from kdloss.adapters.ultralytics.pairing import cross_machine_pairs, machine_groups, summarize
 from kdloss.adapters.ultralytics.tables import markdown_table
 
 TINY = {"epochs": 1, "imgsz": 64, "batch": 16, "workers": 0, "plots": False, "amp": False, "device": "cpu",
@@ -160,6 +160,25 @@ def test_pairs_across_machines_are_flagged():
     assert "builtin (seeds 0); mgd (seeds 0)" in lines[first_note]
     assert first_note < lines.index("| model | paired Δ mAP50-95 vs builtin ± SE | seeds better |")
     assert lines[-1].startswith("Paired with a builtin run made on another machine: bckd (seeds 0).")
+
+
+def test_runs_are_grouped_by_the_machine_they_were_made_on():
+    """The same (method, seed) made on two machines lands in two groups, in the order the runs come; a run
+    without a recorded machine joins the first group, and an older fingerprint its newer form's group."""
+    def run(method, seed, machine):
+        return RunResult("yolov8n", method, seed, "w", 8.1, 3, 0.1, 0.1, "test", machine=machine)
+
+    versions = "torch 2.14.1, ultralytics 8.4.190"
+    avx2, avx512 = f"{versions}, cpu AVX2 AMD EPYC", f"{versions}, cpu AVX512 AMD EPYC"
+    results = [run("none", 0, avx2), run("none", 0, avx512), run("bckd", 0, avx512), run("bckd", 0, None),
+               run("bckd", 1, f"{versions}, cpu AVX2 x86_64"), run("none", 1, avx512)]
+    groups = machine_groups(results)
+    assert [[(r.method, r.seed, r.machine) for r in g] for g in groups] == [
+        [("none", 0, avx2), ("bckd", 0, None), ("bckd", 1, f"{versions}, cpu AVX2 x86_64")],
+        [("none", 0, avx512), ("bckd", 0, avx512), ("none", 1, avx512)]]
+    assert machine_groups([run("none", 0, None), run("none", 0, avx2)]) == [[run("none", 0, None),
+                                                                            run("none", 0, avx2)]]
+    assert machine_groups([]) == []
 
 
 def test_older_cpu_fingerprints_match_the_same_setup_with_a_model_name():

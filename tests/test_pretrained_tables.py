@@ -10,11 +10,13 @@ import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "docs" / "evidence" / "scripts"))
 from pretrained_tables import (
+    by_machine,
     choose,
     choose_above,
     choose_clear,
     committed_round3_runs,
     method_table,
+    pairing_group,
     reproduced,
     with_committed,
 )
@@ -183,3 +185,35 @@ def test_round_five_pairs_with_round_four_and_keeps_its_runs(tmp_path, monkeypat
     assert "## craters" not in text  # its distilled runs have not run yet
     assert pretrained_tables.unlabeled_or_plain(new_images)
     assert not pretrained_tables.unlabeled_or_plain(same_images)
+
+
+AVX2 = "torch 2.14.1+cu130, ultralytics 8.4.190, cpu AVX2 AMD EPYC"
+AVX512 = "torch 2.14.1+cu130, ultralytics 8.4.190, cpu AVX512 AMD EPYC"
+
+
+def on(machine: str, found: list[RunResult], shift: float = 0.0) -> list[RunResult]:
+    return [RunResult(r.model, r.method, r.seed, r.weights, r.gflops, r.params, r.map50, r.map50_95 + shift, r.split,
+                      machine=machine) for r in found]
+
+
+def test_a_committed_run_of_another_machine_stays_beside_the_one_trained_here():
+    here = on(AVX512, runs({"bckd": (0.01, 0.02, 0.03)})[3:4])  # bckd seed 0, trained here
+    committed = on(AVX2, [RunResult("yolov8n", "bckd", 0, "w", 8.2, 3, 0.7, 0.9, "test")]) + \
+        on(AVX512, [RunResult("yolov8n", "bckd", 0, "w", 8.2, 3, 0.7, 0.8, "test")])
+    every, taken = with_committed(here, committed)
+    assert [(r.machine, r.map50_95) for r in taken] == [(AVX2, 0.9)]  # not the AVX512 one: trained here again
+    assert len(every) == 2
+
+
+def test_tables_pair_within_each_machine_and_rules_take_the_fuller_one():
+    """The same seeds made on two machines give one table per machine, each paired within itself; a rule is
+    applied to the machine with the most paired seeds."""
+    earlier = on(AVX2, runs({"bckd": (0.01, 0.0, 0.0)}))[:4]  # none 0-2 and bckd seed 0 only
+    here = on(AVX512, runs({"bckd": (0.01, 0.02, 0.03)}), shift=0.1)
+    lines = by_machine(earlier + here, lambda group: method_table(group, ("none", "bckd")))
+    assert lines[0] == f"Made on `{AVX2}`:" and f"Made on `{AVX512}`:" in lines
+    assert "| `bckd` | 1 | 0.5100 | +0.0100 (1 seed) |" in lines
+    assert "| `bckd` | 3 | 0.6300 ± 0.0173 | +0.0200 ± 0.0058 (3/3) |" in lines
+    assert pairing_group(earlier + here, "bckd") == here
+    one = by_machine(here, lambda group: method_table(group, ("none", "bckd")))
+    assert one == method_table(here, ("none", "bckd"))  # one machine: no headings

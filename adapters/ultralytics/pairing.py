@@ -45,6 +45,28 @@ def cross_machine_pairs(results: list[RunResult], reference: str = "none") -> di
     return mixed
 
 
+def made_together(first: RunResult, second: RunResult) -> bool:
+    """Whether two runs can pair exactly: made on one machine (:func:`same_machine`), or either result written
+    before machines were recorded (such a result never counts as different, as in :func:`cross_machine_pairs`)."""
+    return not (first.machine and second.machine) or same_machine(first.machine, second.machine)
+
+
+def machine_groups(results: list[RunResult]) -> list[list[RunResult]]:
+    """``results`` split by the machine each run was made on (:func:`same_machine`), groups and runs in their
+    order, so that the same (method, seed) made on two machines is neither paired across them nor counted
+    twice. A run without a recorded machine (written before machines were recorded) joins the first group."""
+    groups: list[tuple[str | None, list[RunResult]]] = []
+    for run in results:
+        for i, (machine, group) in enumerate(groups):
+            if run.machine is None or machine is None or same_machine(machine, run.machine):
+                group.append(run)
+                groups[i] = (machine or run.machine, group)
+                break
+        else:
+            groups.append((run.machine, [run]))
+    return [group for _, group in groups]
+
+
 def summarize(results: list[RunResult], teacher: RunResult | None = None, versus: str | None = "builtin"
               ) -> list[dict]:
     """One row per method (mean ± std over seeds) with Δ mAP50-95 against ``none``, teacher first.

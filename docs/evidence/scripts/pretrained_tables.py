@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kdloss.adapters.ultralytics.experiment import RESULT_FILE, RunResult, evaluate, run_name
-from kdloss.adapters.ultralytics.pairing import paired_deltas, paired_statistics
+from kdloss.adapters.ultralytics.pairing import machine_groups, made_together, paired_deltas, paired_statistics
 
 DOCS = Path("docs/experiments")
 STAGE = ".venv/bin/python docs/evidence/scripts/pretrained_starts.py"
@@ -327,10 +327,12 @@ def committed_round3_runs(methods: tuple[str, ...]) -> list[RunResult]:
 
 
 def with_committed(local: list[RunResult], committed: list[RunResult]) -> tuple[list[RunResult], list[RunResult]]:
-    """``local`` runs and the ``committed`` ones whose (method, seed) ``local`` lacks: a run finished in an
-    earlier checkout, whose folder is gone, still counts. Returns (all runs, the committed ones taken)."""
-    here = {(r.method, r.seed) for r in local}
-    taken = [r for r in committed if (r.method, r.seed) not in here]
+    """``local`` runs and the ``committed`` ones that ``local`` lacks (the same method and seed made on the same
+    machine): a run finished in an earlier checkout, whose folder is gone, still counts, and one made on another
+    machine stays beside this checkout's (another trajectory: the tables pair it only within its machine,
+    :func:`by_machine`). Returns (all runs, the committed ones taken)."""
+    taken = [r for r in committed
+             if not any(r.method == mine.method and r.seed == mine.seed and made_together(r, mine) for mine in local)]
     return local + taken, taken
 
 
@@ -364,9 +366,10 @@ def round4_target(out: Path, project: str, keep: Callable[[str], bool], target: 
 
 def round4_runs(out: Path, method: str, committed: str = ROUND4_JSON) -> list[RunResult]:
     """Round 4's (or round 5's) shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs
-    (this checkout's under ``shapes-100`` and those the round's ``committed`` JSON holds)."""
-    return (committed_round3_runs(("none", "bckd"))
-            + round4_target(out, "shapes-100", lambda m: m == method, committed=committed)[0])
+    (this checkout's under ``shapes-100`` and those the round's ``committed`` JSON holds), of the one machine on
+    which ``method`` pairs with ``none`` on the most seeds (:func:`pairing_group`)."""
+    return pairing_group(committed_round3_runs(("none", "bckd"))
+                         + round4_target(out, "shapes-100", lambda m: m == method, committed=committed)[0], method)
 
 
 def unlabeled_or_plain(method: str) -> bool:
@@ -388,6 +391,26 @@ def machines_line(runs: list[RunResult]) -> str:
     return f"Machines: {'; '.join(sorted({r.machine or 'not recorded' for r in runs}))}."
 
 
+def by_machine(runs: list[RunResult], section: Callable[[list[RunResult]], list[str]]) -> list[str]:
+    """``section``'s lines for ``runs``, or, where they were made on more than one machine, for each machine's
+    runs under its name (:func:`machine_groups`): a seed is paired only within one machine and counted once
+    in each."""
+    groups = machine_groups(runs)
+    if len(groups) == 1:
+        return section(runs)
+    lines = []
+    for group in groups:
+        machine = next((r.machine for r in group if r.machine), "not recorded")
+        lines += [f"Made on `{machine}`:", "", *section(group)]
+    return lines
+
+
+def pairing_group(runs: list[RunResult], method: str, reference: str = "none") -> list[RunResult]:
+    """The runs of the one machine on which ``method`` pairs with ``reference`` on the most seeds (the first
+    such machine in ``runs``' order): what a decision rule is applied to."""
+    return max(machine_groups(runs), key=lambda group: len(paired_deltas(group, method, reference)))
+
+
 def round4_shapes(out: Path, method: str) -> tuple[list[str], list[RunResult], list[dict]]:
     """Round 4's shapes section. Returns (its lines, the runs it pairs, the rows for the JSON: ``method``'s runs
     and round 3's runs trained again, under ``REBUILT``)."""
@@ -395,9 +418,12 @@ def round4_shapes(out: Path, method: str) -> tuple[list[str], list[RunResult], l
     mine, carried = round4_target(out, "shapes-100", lambda m: m == method)
     rebuilt, _ = round4_target(out, "shapes-100", lambda m: m in ("none", "bckd"), target=REBUILT)
     runs = round3 + mine
-    lines = ["## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "",
-             *method_table(runs, ("none", "bckd", method)), "",
-             f"With the unlabelled images − `bckd` without them: {paired(runs, method, 'bckd')}", "",
+
+    def section(group: list[RunResult]) -> list[str]:
+        return [*method_table(group, ("none", "bckd", method)), "",
+                f"With the unlabelled images − `bckd` without them: {paired(group, method, 'bckd')}", ""]
+
+    lines = ["## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "", *by_machine(runs, section),
              *carried_note(carried), machines_line(runs + rebuilt), ""]
     again = reproduced(round3, rebuilt)
     if again:
@@ -414,12 +440,18 @@ def round4_confirmation(out: Path, data_of, teacher_of, title: str, project: str
     rows = [{**asdict(r), "target": project} for r in confirmed]
     if not any(r.method != "none" for r in confirmed):
         return [], rows
-    lines = [f"## {title}: not retuned", "", f"`{STAGE} confirm4`", "", *method_table(confirmed, ("none",)), "",
+    teacher = evaluate(teacher_of("shapes"), data_of("shapes"), 128, "test", "teacher", 0) \
+        if project == "shapes-pruned-100" else None
+
+    def section(group: list[RunResult]) -> list[str]:
+        lines = [*method_table(group, ("none",)), ""]
+        if teacher is not None:
+            unpruned = [r for r in shapes if r.method == "none"]
+            lines += ["In the original project's form:", "", *original_form(group, unpruned, teacher), ""]
+        return lines
+
+    lines = [f"## {title}: not retuned", "", f"`{STAGE} confirm4`", "", *by_machine(confirmed, section),
              *carried_note(carried), machines_line(confirmed), ""]
-    if project == "shapes-pruned-100":
-        teacher = evaluate(teacher_of("shapes"), data_of("shapes"), 128, "test", "teacher", 0)
-        unpruned = [r for r in shapes if r.method == "none"]
-        lines += ["In the original project's form:", "", *original_form(confirmed, unpruned, teacher), ""]
     return lines, rows
 
 
@@ -462,9 +494,12 @@ def write_round5(out: Path, round4_method: str) -> Path:
     round4, _ = round4_target(out, "shapes-100", lambda m: m == round4_method)
     mine, carried = round4_target(out, "shapes-100", lambda m: m == method, committed=ROUND5_JSON)
     runs = round3 + round4 + mine
-    lines = ["## shapes", "", f"`{STAGE} search5`, then `{STAGE} choose5`", "",
-             *method_table(runs, ("none", "bckd", round4_method, method)), "",
-             f"The labelled images − round 4's new ones: {paired(runs, method, round4_method)}", "",
+
+    def section(group: list[RunResult]) -> list[str]:
+        return [*method_table(group, ("none", "bckd", round4_method, method)), "",
+                f"The labelled images − round 4's new ones: {paired(group, method, round4_method)}", ""]
+
+    lines = ["## shapes", "", f"`{STAGE} search5`, then `{STAGE} choose5`", "", *by_machine(runs, section),
              *carried_note(carried), machines_line(runs), ""]
     rows = [{**asdict(r), "target": "shapes-100"} for r in mine]
     for target, project in (("craters", "craters-100"), ("dense", "dense-100")):
@@ -475,8 +510,8 @@ def write_round5(out: Path, round4_method: str) -> Path:
         rows += [{**asdict(r), "target": project} for r in plain + confirmed]  # a finished `none` too
         if confirmed:
             lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm5`", "",
-                      *method_table(plain + confirmed, ("none",)), "", *carried_note(taken + plain_taken),
-                      machines_line(plain + confirmed), ""]
+                      *by_machine(plain + confirmed, lambda group: [*method_table(group, ("none",)), ""]),
+                      *carried_note(taken + plain_taken), machines_line(plain + confirmed), ""]
     header = ["# Pretrained starts, round 5: the tables", "", f"Generated by `{STAGE} tables5`", "",
               "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
               "[pretrained-starts-round5.md](pretrained-starts-round5.md)). Pretrained yolov8n, 100 epochs, imgsz 128,",
