@@ -176,8 +176,16 @@ def test_runs_are_grouped_by_the_machine_they_were_made_on():
     assert [[(r.method, r.seed, r.machine) for r in g] for g in groups] == [
         [("none", 0, avx2), ("bckd", 0, None), ("bckd", 1, f"{versions}, cpu AVX2 x86_64")],
         [("none", 0, avx512), ("bckd", 0, avx512), ("none", 1, avx512)]]
-    assert machine_groups([run("none", 0, None), run("none", 0, avx2)]) == [[run("none", 0, None),
-                                                                            run("none", 0, avx2)]]
+    # an unknown machine never adds a second run of one (method, seed) to a group
+    assert machine_groups([run("none", 0, None), run("none", 0, avx2), run("bckd", 0, avx2)]) == [
+        [run("none", 0, None)], [run("none", 0, avx2), run("bckd", 0, avx2)]]
+    assert machine_groups([run("none", 0, None), run("bckd", 0, avx2)]) == [[run("none", 0, None),
+                                                                            run("bckd", 0, avx2)]]
+    # an older fingerprint takes the first newer one that matches it, and then only that machine
+    older, amd, intel = (f"{versions}, cpu AVX2 x86_64", f"{versions}, cpu AVX2 AMD EPYC",
+                         f"{versions}, cpu AVX2 Intel(R) Xeon(R) Processor")
+    groups = machine_groups([run("none", 0, older), run("bckd", 0, amd), run("bckd", 0, intel)])
+    assert [[r.machine for r in g] for g in groups] == [[older, amd], [intel]]
     assert machine_groups([]) == []
 
 

@@ -217,3 +217,80 @@ def test_tables_pair_within_each_machine_and_rules_take_the_fuller_one():
     assert pairing_group(earlier + here, "bckd") == here
     one = by_machine(here, lambda group: method_table(group, ("none", "bckd")))
     assert one == method_table(here, ("none", "bckd"))  # one machine: no headings
+
+
+def write_results(out: Path, project: str, found: list[RunResult]) -> None:
+    import json
+    from dataclasses import asdict
+
+    for run in found:
+        folder = out / project / run_name(run.method, run.seed)
+        folder.mkdir(parents=True)
+        (folder / "kdloss_result.json").write_text(json.dumps(asdict(run)))
+
+
+def test_round_four_keeps_each_machines_confirmation_in_its_own_table(tmp_path, monkeypatch):
+    """A confirmation trained again on another machine: the earlier machine's committed runs stay in the JSON and
+    in a table of their own, a machine without `none` yet writes no original-form table, and the rule's machine
+    is named."""
+    import json
+    from dataclasses import asdict
+
+    import pretrained_tables
+
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    round3 = [{**asdict(r), "target": "shapes-100"} for r in on(AVX2, runs({"bckd": (0.01, 0.02, 0.03)}))]
+    (docs / "pretrained-starts-round3-runs.json").write_text(json.dumps(round3))
+    method = "bckd:unlabeled=runs/evidence/shapes-unlabeled/images/train"
+    earlier = on(AVX2, runs({method: (0.01, 0.0, 0.0)}))[:4]  # pruned: none 0-2, the method's seed 0
+    (docs / "pretrained-starts-round4-runs.json").write_text(
+        json.dumps([{**asdict(r), "target": "shapes-pruned-100"} for r in earlier]))
+    trained_here = [RunResult("yolov8n", method, 1, "w", 4.0, 3, 0.7, 0.6, "test")]
+    write_results(out, "shapes-pruned-100", on(AVX512, trained_here))
+    monkeypatch.setattr(pretrained_tables, "DOCS", docs)
+    monkeypatch.setattr(pretrained_tables, "evaluate",
+                        lambda *a, **k: RunResult("yolov8s", "teacher", 0, "t", 28.6, 11, 0.9, 0.7, "test"))
+
+    text = pretrained_tables.write_round4(out, lambda target: "data", lambda target: "teacher", method).read_text()
+    rows = json.loads((docs / "pretrained-starts-round4-runs.json").read_text())
+    pruned = sorted((r["machine"], r["method"], r["seed"]) for r in rows if r["target"] == "shapes-pruned-100")
+    assert pruned == sorted([(AVX512, method, 1)] + [(AVX2, r.method, r.seed) for r in earlier])
+    section = text.split("## the pruned student")[1]
+    assert f"Made on `{AVX512}`:" in section and f"Made on `{AVX2}`:" in section
+    assert section.count("In the original project's form") == 1  # AVX512 has no `none` yet
+    assert f"The rule reads the runs made on `{AVX2}`" in section
+    assert f"| `{method}` | 1 | 0.5100 | +0.0100 (1 seed) |" in section
+
+
+def test_round_five_pairs_with_none_trained_again_on_its_machine(tmp_path, monkeypatch):
+    """Round 5 on another machine than round 3's: `none` trained again there pairs with the method, the rule
+    reads that machine, and the JSON keeps those `none` runs for a later checkout."""
+    import json
+    from dataclasses import asdict
+
+    import pretrained_tables
+
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    round3 = [{**asdict(r), "target": "shapes-100"} for r in on(AVX2, runs({"bckd": (0.01, 0.02, 0.03)}))]
+    (docs / "pretrained-starts-round3-runs.json").write_text(json.dumps(round3))
+    method = pretrained_tables.train_as_unlabeled("shapes")
+    write_results(out, "shapes-100", on(AVX512, runs({method: (0.004, 0.005, 0.003)}), shift=0.1))
+    monkeypatch.setattr(pretrained_tables, "DOCS", docs)
+
+    paired_here = pretrained_tables.round4_runs(out, method, committed=pretrained_tables.ROUND5_JSON)
+    assert {r.machine for r in paired_here} == {AVX512} and len(paired_here) == 6
+    chosen, reasons = choose_clear(paired_here, (method,), min_se=2.0)
+    assert chosen == method and "+0.0040" in reasons[0]
+    text = pretrained_tables.write_round5(out, "bckd:unlabeled=runs/evidence/shapes-unlabeled/images/train").read_text()
+    assert f"The rule reads the runs made on `{AVX512}`" in text
+    rows = json.loads((docs / "pretrained-starts-round5-runs.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in rows if r["machine"] == AVX512) == sorted(
+        [("none", s) for s in BASE] + [(method, s) for s in BASE])
+    # in the next checkout, with no run folders, the committed rows still pair on that machine
+    import shutil
+    shutil.rmtree(out)
+    again = pretrained_tables.round4_runs(out, method, committed=pretrained_tables.ROUND5_JSON)
+    assert sorted((r.method, r.seed, r.machine) for r in again) == sorted((r.method, r.seed, r.machine)
+                                                                         for r in paired_here)

@@ -56,6 +56,12 @@ def same_machine(first: str, second: str) -> bool:
     return False
 
 
+def names_no_cpu_model(fingerprint: str) -> bool:
+    """Whether a :func:`machine_fingerprint` predates the CPU's model in it (ends in the architecture, e.g.
+    ``"..., cpu AVX512 x86_64"``): it matches several newer, more specific fingerprints (:func:`same_machine`)."""
+    return fingerprint.rpartition(" ")[2].lower() in _ARCHITECTURES
+
+
 def _cpu_name() -> str:
     """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows, marked so that it is never
     taken for an older fingerprint's bare architecture (:func:`same_machine`)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING
 
-from kdloss.adapters.ultralytics.machine import same_machine
+from kdloss.adapters.ultralytics.machine import names_no_cpu_model, same_machine
 
 if TYPE_CHECKING:
     from kdloss.adapters.ultralytics.experiment import RunResult
@@ -54,17 +54,35 @@ def made_together(first: RunResult, second: RunResult) -> bool:
 def machine_groups(results: list[RunResult]) -> list[list[RunResult]]:
     """``results`` split by the machine each run was made on (:func:`same_machine`), groups and runs in their
     order, so that the same (method, seed) made on two machines is neither paired across them nor counted
-    twice. A run without a recorded machine (written before machines were recorded) joins the first group."""
+    twice. A group is named by the most specific fingerprint among its runs (an older one, without the CPU's
+    model, gives way to the first newer one that matches it, and then matches nothing else). A run without a
+    recorded machine (written before machines were recorded) and a group of such runs join where they add no
+    second run of one (method, seed)."""
     groups: list[tuple[str | None, list[RunResult]]] = []
     for run in results:
-        for i, (machine, group) in enumerate(groups):
-            if run.machine is None or machine is None or same_machine(machine, run.machine):
-                group.append(run)
-                groups[i] = (machine or run.machine, group)
-                break
-        else:
+        home = _home(groups, run)
+        if home is None:
             groups.append((run.machine, [run]))
+            continue
+        machine, group = groups[home]
+        group.append(run)
+        if machine is None or (run.machine and names_no_cpu_model(machine)):
+            groups[home] = (run.machine or machine, group)
     return [group for _, group in groups]
+
+
+def _home(groups: list[tuple[str | None, list[RunResult]]], run: RunResult) -> int | None:
+    """The index of the group ``run`` joins (:func:`machine_groups`): the first of its machine, else, with an
+    unknown machine on either side, the first to which it adds no second (method, seed); ``None``: a new one."""
+    if run.machine is not None:
+        for i, (machine, _) in enumerate(groups):
+            if machine is not None and same_machine(machine, run.machine):
+                return i
+    for i, (machine, group) in enumerate(groups):
+        if (run.machine is None or machine is None) and all((r.method, r.seed) != (run.method, run.seed)
+                                                            for r in group):
+            return i
+    return None
 
 
 def summarize(results: list[RunResult], teacher: RunResult | None = None, versus: str | None = "builtin"

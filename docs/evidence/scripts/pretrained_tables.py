@@ -337,12 +337,13 @@ def with_committed(local: list[RunResult], committed: list[RunResult]) -> tuple[
 
 
 def reproduced(committed: list[RunResult], rebuilt: list[RunResult]) -> list[str]:
-    """A line for each run of ``rebuilt`` that ``committed`` also holds (same method and seed): its test
-    mAP50-95 beside the committed one, and whether the two are identical."""
-    known = {(r.method, r.seed): r for r in committed}
+    """A line for each run of ``rebuilt`` that ``committed`` also holds (same method and seed, made on the same
+    machine: another machine's run is another trajectory, not a reproduction): its test mAP50-95 beside the
+    committed one, and whether the two are identical."""
     lines = []
     for run in rebuilt:
-        then = known.get((run.method, run.seed))
+        then = next((r for r in committed if (r.method, r.seed) == (run.method, run.seed) and made_together(r, run)),
+                    None)
         if then is not None:
             moved = run.map50_95 - then.map50_95
             verdict = "identical" if moved == 0 else f"differs by {moved:+.2e}"
@@ -364,11 +365,19 @@ def round4_target(out: Path, project: str, keep: Callable[[str], bool], target: 
     return with_committed(local, [r for r in committed_rows(committed, target or project) if keep(r.method)])
 
 
+def shapes_plain(out: Path, committed: str = ROUND4_JSON) -> tuple[list[RunResult], list[RunResult]]:
+    """``none`` and ``bckd`` at 100 epochs on shapes, each (method, seed, machine) once: this checkout's (under
+    ``shapes-100``; e.g. trained again on another machine than round 3's), those the round's ``committed`` JSON
+    holds, and round 3's as committed. Returns (them all, those not round 3's: for the round's JSON)."""
+    again, _ = round4_target(out, "shapes-100", lambda m: m in ("none", "bckd"), committed=committed)
+    return with_committed(again, committed_round3_runs(("none", "bckd")))[0], again
+
+
 def round4_runs(out: Path, method: str, committed: str = ROUND4_JSON) -> list[RunResult]:
-    """Round 4's (or round 5's) shapes runs: round 3's ``none`` and ``bckd`` as committed, and ``method``'s runs
+    """Round 4's (or round 5's) shapes runs: ``none`` and ``bckd`` (:func:`shapes_plain`) and ``method``'s runs
     (this checkout's under ``shapes-100`` and those the round's ``committed`` JSON holds), of the one machine on
     which ``method`` pairs with ``none`` on the most seeds (:func:`pairing_group`)."""
-    return pairing_group(committed_round3_runs(("none", "bckd"))
+    return pairing_group(shapes_plain(out, committed)[0]
                          + round4_target(out, "shapes-100", lambda m: m == method, committed=committed)[0], method)
 
 
@@ -391,51 +400,63 @@ def machines_line(runs: list[RunResult]) -> str:
     return f"Machines: {'; '.join(sorted({r.machine or 'not recorded' for r in runs}))}."
 
 
-def by_machine(runs: list[RunResult], section: Callable[[list[RunResult]], list[str]]) -> list[str]:
+def machine_of(group: list[RunResult]) -> str:
+    """The machine a group of :func:`machine_groups` was made on, as its most specific run names it."""
+    named = [r.machine for r in group if r.machine]
+    return max(named, key=len) if named else "not recorded"
+
+
+def by_machine(runs: list[RunResult], section: Callable[[list[RunResult]], list[str]],
+               decided_by: str | None = None) -> list[str]:
     """``section``'s lines for ``runs``, or, where they were made on more than one machine, for each machine's
     runs under its name (:func:`machine_groups`): a seed is paired only within one machine and counted once
-    in each."""
+    in each. With ``decided_by`` (a method), a line names the machine its rule reads (:func:`pairing_group`)."""
     groups = machine_groups(runs)
-    if len(groups) == 1:
+    if len(groups) <= 1:
         return section(runs)
     lines = []
     for group in groups:
-        machine = next((r.machine for r in group if r.machine), "not recorded")
-        lines += [f"Made on `{machine}`:", "", *section(group)]
+        lines += [f"Made on `{machine_of(group)}`:", "", *section(group)]
+    if decided_by is not None:
+        lines += [f"The rule reads the runs made on `{machine_of(pairing_group(runs, decided_by))}`, where "
+                  f"`{decided_by}` pairs with `none` on the most seeds.", ""]
     return lines
 
 
 def pairing_group(runs: list[RunResult], method: str, reference: str = "none") -> list[RunResult]:
     """The runs of the one machine on which ``method`` pairs with ``reference`` on the most seeds (the first
-    such machine in ``runs``' order): what a decision rule is applied to."""
-    return max(machine_groups(runs), key=lambda group: len(paired_deltas(group, method, reference)))
+    such machine in ``runs``' order; none for no runs): what a decision rule is applied to."""
+    return max(machine_groups(runs), key=lambda group: len(paired_deltas(group, method, reference)), default=[])
 
 
-def round4_shapes(out: Path, method: str) -> tuple[list[str], list[RunResult], list[dict]]:
-    """Round 4's shapes section. Returns (its lines, the runs it pairs, the rows for the JSON: ``method``'s runs
-    and round 3's runs trained again, under ``REBUILT``)."""
+def round4_shapes(out: Path, method: str) -> tuple[list[str], list[dict]]:
+    """Round 4's shapes section. Returns (its lines, the rows for the JSON: ``method``'s runs and round 3's runs
+    trained again on round 3's machine, under ``REBUILT``)."""
     round3 = committed_round3_runs(("none", "bckd"))
     mine, carried = round4_target(out, "shapes-100", lambda m: m == method)
     rebuilt, _ = round4_target(out, "shapes-100", lambda m: m in ("none", "bckd"), target=REBUILT)
+    rebuilt = [r for r in rebuilt if any((c.method, c.seed) == (r.method, r.seed) and made_together(c, r)
+                                         for c in round3)]  # another machine's: not a rebuild (round 5's)
     runs = round3 + mine
 
     def section(group: list[RunResult]) -> list[str]:
         return [*method_table(group, ("none", "bckd", method)), "",
                 f"With the unlabelled images − `bckd` without them: {paired(group, method, 'bckd')}", ""]
 
-    lines = ["## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "", *by_machine(runs, section),
+    lines = ["## shapes", "", f"`{STAGE} search4`, then `{STAGE} choose4`", "", *by_machine(runs, section, method),
              *carried_note(carried), machines_line(runs + rebuilt), ""]
     again = reproduced(round3, rebuilt)
     if again:
         lines += ["Round 3's runs trained again by the same command, against the committed ones:", "", *again, ""]
     rows = [{**asdict(r), "target": "shapes-100"} for r in mine] + [{**asdict(r), "target": REBUILT} for r in rebuilt]
-    return lines, runs, rows
+    return lines, rows
 
 
 def round4_confirmation(out: Path, data_of, teacher_of, title: str, project: str,
                         shapes: list[RunResult]) -> tuple[list[str], list[dict]]:
     """One confirmation's section (no lines before its distilled runs exist) and its rows for the JSON (every
-    run, so that a later checkout keeps a finished ``none`` too)."""
+    run, so that a later checkout keeps a finished ``none`` too). ``shapes``: the unpruned student's plain runs
+    (:func:`shapes_plain`), for the pruned student's table in the original project's form."""
     confirmed, carried = round4_target(out, project, unlabeled_or_plain)
     rows = [{**asdict(r), "target": project} for r in confirmed]
     if not any(r.method != "none" for r in confirmed):
@@ -445,12 +466,16 @@ def round4_confirmation(out: Path, data_of, teacher_of, title: str, project: str
 
     def section(group: list[RunResult]) -> list[str]:
         lines = [*method_table(group, ("none",)), ""]
-        if teacher is not None:
+        if teacher is not None and any(r.method == "none" for r in group):
             unpruned = [r for r in shapes if r.method == "none"]
-            lines += ["In the original project's form:", "", *original_form(group, unpruned, teacher), ""]
+            here = [r for r in unpruned if made_together(r, group[0])]
+            lines += ["In the original project's form" + ("" if here else " (the unpruned yolov8n: made on "
+                                                          f"`{machine_of(unpruned)}`)") + ":", "",
+                      *original_form(group, here or unpruned, teacher), ""]
         return lines
 
-    lines = [f"## {title}: not retuned", "", f"`{STAGE} confirm4`", "", *by_machine(confirmed, section),
+    distilled = next(r.method for r in confirmed if r.method != "none")
+    lines = [f"## {title}: not retuned", "", f"`{STAGE} confirm4`", "", *by_machine(confirmed, section, distilled),
              *carried_note(carried), machines_line(confirmed), ""]
     return lines, rows
 
@@ -462,9 +487,10 @@ def write_round4(out: Path, data_of, teacher_of, method: str) -> Path:
     ``pretrained-starts-round4-runs.json``. ``none`` and ``bckd`` on shapes are read from round 3's committed
     JSON; any of them trained again under ``shapes-100`` are listed against it, run for run. Runs of this round
     that finished in an earlier checkout come from this round's committed JSON, and are written back to it."""
-    lines, shapes, rows = round4_shapes(out, method)
+    lines, rows = round4_shapes(out, method)
     for title, project in (("dense", "dense-100"), ("the pruned student", "shapes-pruned-100")):
-        section, confirmation_rows = round4_confirmation(out, data_of, teacher_of, title, project, shapes)
+        section, confirmation_rows = round4_confirmation(out, data_of, teacher_of, title, project,
+                                                         shapes_plain(out)[0])
         lines += section
         rows += confirmation_rows
     header = ["# Pretrained starts, round 4: the tables", "", f"Generated by `{STAGE} tables4`", "",
@@ -490,18 +516,18 @@ def write_round5(out: Path, round4_method: str) -> Path:
     and its runs to ``pretrained-starts-round5-runs.json``, which it reads back: a run finished in an earlier
     checkout counts (a run in this checkout's folders comes first)."""
     method = train_as_unlabeled("shapes")
-    round3 = committed_round3_runs(("none", "bckd"))
+    plain, again = shapes_plain(out, ROUND5_JSON)
     round4, _ = round4_target(out, "shapes-100", lambda m: m == round4_method)
     mine, carried = round4_target(out, "shapes-100", lambda m: m == method, committed=ROUND5_JSON)
-    runs = round3 + round4 + mine
+    runs = plain + round4 + mine
 
     def section(group: list[RunResult]) -> list[str]:
         return [*method_table(group, ("none", "bckd", round4_method, method)), "",
                 f"The labelled images − round 4's new ones: {paired(group, method, round4_method)}", ""]
 
-    lines = ["## shapes", "", f"`{STAGE} search5`, then `{STAGE} choose5`", "", *by_machine(runs, section),
+    lines = ["## shapes", "", f"`{STAGE} search5`, then `{STAGE} choose5`", "", *by_machine(runs, section, method),
              *carried_note(carried), machines_line(runs), ""]
-    rows = [{**asdict(r), "target": "shapes-100"} for r in mine]
+    rows = [{**asdict(r), "target": "shapes-100"} for r in mine + again]  # `none` trained again here, too
     for target, project in (("craters", "craters-100"), ("dense", "dense-100")):
         confirmed, taken = round4_target(out, project, lambda m, t=target: m == train_as_unlabeled(t),
                                          committed=ROUND5_JSON)
@@ -510,7 +536,8 @@ def write_round5(out: Path, round4_method: str) -> Path:
         rows += [{**asdict(r), "target": project} for r in plain + confirmed]  # a finished `none` too
         if confirmed:
             lines += [f"## {target}: not retuned", "", f"`{STAGE} confirm5`", "",
-                      *by_machine(plain + confirmed, lambda group: [*method_table(group, ("none",)), ""]),
+                      *by_machine(plain + confirmed, lambda group: [*method_table(group, ("none",)), ""],
+                                  train_as_unlabeled(target)),
                       *carried_note(taken + plain_taken), machines_line(plain + confirmed), ""]
     header = ["# Pretrained starts, round 5: the tables", "", f"Generated by `{STAGE} tables5`", "",
               "from the runs under `runs/evidence/pretrained/` (plan, rule and reading:",
