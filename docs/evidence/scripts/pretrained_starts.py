@@ -11,7 +11,7 @@ confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/expe
 tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
 choose4, confirm4 [dense|pruned ...] (baselines4 [dense|pruned ...]: its `none` runs alone), tables4;
 round 5 (docs/experiments/pretrained-starts-round5.md, the labelled images as unlabelled ones): search5 [SEED ...],
-choose5, confirm5 [craters|dense ...], tables5.
+choose5, confirm5 [craters|dense ...] [SEED ...] (baselines5: craters' `none` runs alone), tables5.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -51,6 +51,7 @@ UNLABELED_SHAPES = "runs/evidence/shapes-unlabeled/images/train"
 UNLABELED = f"bckd:unlabeled={UNLABELED_SHAPES}"
 # round 5: the same, with the labelled training images themselves as the unlabelled ones, fixed before its runs
 TRAIN_AS_UNLABELED = train_as_unlabeled("shapes")
+CRATERS_SEEDS = ("0", "1", "2", "3", "4", "5")  # craters' six seeds since round 2, for its SE
 
 
 def unlabeled_images(target: str = "shapes") -> str:
@@ -280,12 +281,17 @@ def run(stage: str, extra: list[str]) -> None:
         print("\n".join(reasons))
         print(chosen or "none chosen")
     elif stage == "confirm5":  # round 5's method, not retuned, where choose5 sends it forward: craters, dense
-        targets = extra or ["craters", "dense"]
+        targets = [e for e in extra if not e.isdigit()] or ["craters", "dense"]
+        chosen_seeds = [e for e in extra if e.isdigit()]  # optionally some seeds, e.g. two processes on two cores
         if "craters" in targets:
-            experiment("craters", f"none,{train_as_unlabeled('craters')}", seeds="[0,1,2,3,4,5]",
-                       project="craters-100", epochs=LONG_EPOCHS)
+            experiment("craters", f"none,{train_as_unlabeled('craters')}", project="craters-100", epochs=LONG_EPOCHS,
+                       seeds=f"[{','.join(chosen_seeds or CRATERS_SEEDS)}]")
         if "dense" in targets:
-            experiment("dense", f"none,{train_as_unlabeled('dense')}", project="dense-100", epochs=LONG_EPOCHS)
+            experiment("dense", f"none,{train_as_unlabeled('dense')}", project="dense-100", epochs=LONG_EPOCHS,
+                       seeds=f"[{','.join(chosen_seeds)}]" if chosen_seeds else SEEDS)
+    elif stage == "baselines5":  # confirm5's craters `none` runs alone, no teacher, before choose5 (not read by it)
+        experiment("craters", "none", with_teacher=False, seeds=f"[{','.join(CRATERS_SEEDS)}]",
+                   project="craters-100", epochs=LONG_EPOCHS)
     elif stage == "tables5":
         from pretrained_tables import write_round5
 
@@ -301,7 +307,7 @@ def run(stage: str, extra: list[str]) -> None:
         raise SystemExit(f"unknown stage {stage!r}: data, pretrain, baselines, teachers, q1, search, confirm, probe, "
                          "probe-fresh, prune, choose, tables, search2, baselines2, choose2, confirm2, tables2, "
                          "baselines3, search3, choose3, confirm3, tables3, search4, choose4, confirm4, baselines4, "
-                         "tables4, search5, choose5, confirm5, tables5")
+                         "tables4, search5, choose5, confirm5, baselines5, tables5")
 
 
 if __name__ == "__main__":
