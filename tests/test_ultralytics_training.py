@@ -320,3 +320,24 @@ def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, mon
     assert any(f"kdloss: 8 unlabelled images from {folder.resolve()}, 4 a step" in m for m in messages)
     (row,) = results(tmp_path / "r")
     assert float(row["train/kdcls_loss"]) > 0 and float(row["val/kdcls_loss"]) == 0.0
+
+
+def test_unlabeled_train_reads_the_training_images_again(data, teacher, tmp_path, monkeypatch):
+    """unlabeled=train: the data's own training images, read a second time without labels, join each step."""
+    from kdloss.adapters.ultralytics.model import KDDistillationModel
+
+    seen, messages = [], []
+    original = KDDistillationModel.loss
+
+    def recorded(self, batch, preds=None):
+        if self.training:
+            seen.append((batch["img"].shape[0], batch.get("labeled")))
+        return original(self, batch, preds)
+
+    monkeypatch.setattr(KDDistillationModel, "loss", recorded)
+    monkeypatch.setattr(trainer_module.LOGGER, "info", lambda message, *a, **k: messages.append(str(message)))
+    distill("yolov8n.yaml", teacher, data, unlabeled="train", unlabeled_batch=4, project=str(tmp_path), name="t",
+            **COMMON)
+    assert seen == [(16 + 4, 16), (16 + 4, 16)]
+    train_images = (data.parent / "images" / "train").resolve()
+    assert any(m.startswith(f"kdloss: 32 unlabelled images from {train_images}, 4 a step") for m in messages)

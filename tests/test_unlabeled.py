@@ -9,7 +9,13 @@ from torch import nn
 
 from kdloss import BCKD
 from kdloss.adapters.ultralytics import DistillConfig, KDDistillationModel
-from kdloss.adapters.ultralytics.unlabeled import CycledBatches, append_unlabeled, check_unlabeled, leading
+from kdloss.adapters.ultralytics.unlabeled import (
+    CycledBatches,
+    append_unlabeled,
+    check_unlabeled,
+    leading,
+    unlabeled_images,
+)
 
 
 def calibrated(model: nn.Module) -> nn.Module:
@@ -137,3 +143,14 @@ def test_config_keeps_the_path_as_given_and_checks_the_batch():
         DistillConfig.from_dict({"unlabeled": "/x", "unlabeled_batch": -1})
     with pytest.raises(ValueError, match="unlabeled_batch=4 needs unlabeled="):
         DistillConfig.from_dict({"unlabeled_batch": 4})
+
+
+def test_unlabeled_train_names_the_datas_training_images(tmp_path):
+    data = {"train": str(tmp_path / "images" / "train"), "val": str(tmp_path / "images" / "val")}
+    assert unlabeled_images("train", data) == data["train"]
+    assert unlabeled_images("./train", data) == "./train"  # a folder of that name, given as a path
+    assert unlabeled_images("/x/extra", data) == "/x/extra"
+    listed = {"train": ["/a/images", "/b/images"]}
+    assert unlabeled_images("train", listed) == listed["train"]
+    check_unlabeled("train")  # ultralytics checks the data's own split
+    assert DistillConfig.from_dict({"unlabeled": "train"}).unlabeled == "train"

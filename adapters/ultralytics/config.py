@@ -66,7 +66,8 @@ class DistillConfig:
     one2one: bool = field(default=False, metadata={
         "help": "YOLO26 end-to-end heads: also distill the one-to-one branch (inference's) with the logit loss"})
     unlabeled: str | None = field(default=None, metadata={
-        "help": "a folder (or .txt list) of unlabelled images: each step adds a batch of them, distilled only"})
+        "help": "a folder (or .txt list) of unlabelled images, or train (the data's own training images again): "
+                "each step adds a batch of them, distilled only"})
     unlabeled_batch: int = field(default=0, metadata={"help": "unlabelled images per step (0: as batch)"})
 
     def __post_init__(self) -> None:

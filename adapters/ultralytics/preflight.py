@@ -21,7 +21,7 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER
 
 from kdloss.adapters.ultralytics.config import DistillConfig
 from kdloss.adapters.ultralytics.losses import key_owners
-from kdloss.adapters.ultralytics.unlabeled import check_unlabeled
+from kdloss.adapters.ultralytics.unlabeled import TRAIN_IMAGES, check_unlabeled
 
 # kdloss keys that only act through one loss (the loss table's own keys): one given without its loss is
 # ignored, so it is warned about
@@ -187,7 +187,8 @@ def check_run(overrides: dict, config: DistillConfig, given: set[str]) -> int | 
         check_data(overrides["data"])
     if config.unlabeled:
         check_unlabeled(config.unlabeled)
-        config.unlabeled = str(Path(config.unlabeled).resolve())  # a resume from another folder finds it
+        if config.unlabeled != TRAIN_IMAGES:  # `train` follows the data, wherever it is
+            config.unlabeled = str(Path(config.unlabeled).resolve())  # a resume from another folder finds it
     if config.stop_epochs >= args.epochs:
         _stop_epochs_error(config.stop_epochs, args.epochs)
     used = set(config.logit_losses()) | {config.feature_loss}

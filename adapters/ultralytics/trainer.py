@@ -21,7 +21,7 @@ from kdloss.adapters.ultralytics.model import KDDistillationModel
 from kdloss.adapters.ultralytics.offline import use_local_fonts
 from kdloss.adapters.ultralytics.preflight import check_run, drop_rows_after, remove_failed_run
 from kdloss.adapters.ultralytics.recipe import start_note
-from kdloss.adapters.ultralytics.unlabeled import CycledBatches, append_unlabeled, unlabeled_loader
+from kdloss.adapters.ultralytics.unlabeled import CycledBatches, append_unlabeled, unlabeled_images, unlabeled_loader
 
 
 class AsLoadedMixin:
@@ -150,7 +150,7 @@ class DistillationMixin(AsLoadedMixin):
         """ultralytics' loaders, and with ``unlabeled=`` a train loader of those images (augmented as the
         labelled ones; their labels, if any, are never read)."""
         super()._build_train_pipeline()
-        path = self.distill_config.unlabeled
+        path = self.distill_config.unlabeled and unlabeled_images(self.distill_config.unlabeled, self.data)
         if path:
             batch = (self.distill_config.unlabeled_batch or self.batch_size) // max(self.world_size, 1)
             loader = unlabeled_loader(self, path, max(batch, 1))

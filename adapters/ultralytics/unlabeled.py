@@ -19,11 +19,22 @@ from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils import colorstr
 
 LABELED = "labeled"  # the batch key counting the labelled images at the front of batch["img"]
+TRAIN_IMAGES = "train"  # unlabeled=train: the data's own training images, read a second time without labels
+
+
+def unlabeled_images(value: str, data: dict) -> str | list[str]:
+    """Where ``unlabeled=value`` reads its images: for ``train`` (:data:`TRAIN_IMAGES`), the training images
+    of ``data`` (ultralytics' dataset dict: its ``train`` entry, a folder, a ``.txt`` list or a list of them,
+    as ultralytics resolved it); else ``value`` itself (a folder named ``train`` is given as ``./train``)."""
+    return data["train"] if value == TRAIN_IMAGES else value
 
 
 def check_unlabeled(path: str) -> None:
     """One-line ``ValueError`` before training for an ``unlabeled=`` that is not a folder of images or a ``.txt``
-    list of image paths (what ultralytics reads as a train split)."""
+    list of image paths (what ultralytics reads as a train split); ``train`` (the data's own training images)
+    is checked by ultralytics with the data."""
+    if path == TRAIN_IMAGES:
+        return
     source = Path(path)
     if source.is_dir():
         if not any(p.suffix.lower().lstrip(".") in IMG_FORMATS for p in source.rglob("*") if p.is_file()):
