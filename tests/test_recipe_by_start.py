@@ -9,7 +9,7 @@ from ultralytics import YOLO
 from kdloss.adapters.ultralytics import DistillationTrainer
 from kdloss.adapters.ultralytics import trainer as trainer_module
 from kdloss.adapters.ultralytics.data import make_shapes_dataset
-from kdloss.adapters.ultralytics.recipe import EVIDENCE, loaded_from_weights, start_note
+from kdloss.adapters.ultralytics.recipe import EVIDENCE, EVIDENCE_UNLABELED, loaded_from_weights, start_note
 
 COMMON = {"epochs": 1, "imgsz": 64, "batch": 8, "workers": 0, "plots": False, "amp": False, "device": "cpu",
           "exist_ok": True, "verbose": False}
@@ -23,14 +23,20 @@ def test_which_students_are_loaded_from_weights(model, loaded):
 
 def test_the_notes_name_the_start_and_the_evidence():
     loaded = start_note("runs/r/weights/best.pt")
-    assert "loaded from weights (best.pt)" in loaded and EVIDENCE in loaded and "methods=none,bckd" in loaded
+    assert "loaded from weights (best.pt)" in loaded and EVIDENCE in loaded and EVIDENCE_UNLABELED in loaded
+    assert "methods=none,bckd,bckd:unlabeled=train" in loaded and "unlabeled=folder" in loaded
+    given = start_note("runs/r/weights/best.pt", "/data/extra")
+    assert "with unlabelled images (/data/extra)" in given and EVIDENCE_UNLABELED in given
+    assert given.endswith("methods=none,bckd:unlabeled=/data/extra")
     assert "random weights" in start_note("yolov8n.yaml") and EVIDENCE not in start_note("yolov8n.yaml")
+    assert start_note("yolov8n.yaml", "train") == start_note("yolov8n.yaml")
 
 
 def test_the_evidence_named_exists():
     from pathlib import Path
 
-    assert (Path(__file__).resolve().parents[1] / EVIDENCE).is_file()
+    for evidence in (EVIDENCE, EVIDENCE_UNLABELED):
+        assert (Path(__file__).resolve().parents[1] / evidence).is_file()
 
 
 class Stop(Exception):

@@ -97,7 +97,7 @@ class DistillationMixin(AsLoadedMixin):
         config = DistillConfig.pop_from(overrides)
         resumed_epochs = check_run(overrides, config, set(given))  # one-line errors before the run's folder
         if not overrides.get("resume") and RANK == -1:  # what the default does for this start, once per run
-            LOGGER.info(start_note(overrides.get("model")))
+            LOGGER.info(start_note(overrides.get("model"), config.unlabeled))
         self._started = time.time()
         try:
             super().__init__(cfg, overrides, _callbacks)
