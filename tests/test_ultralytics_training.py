@@ -293,17 +293,11 @@ def test_experiment_fine_tunes_a_pruned_student_as_loaded_for_every_method(data,
     assert all(r.params == pruned_params for r in results), [(r.method, r.params) for r in results]
 
 
-def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, monkeypatch):
-    """unlabeled=folder: every training step carries unlabeled_batch of those images after the labelled batch
-    (the detection loss sees the labelled ones only: tests/test_unlabeled.py); validation never does."""
-    import shutil
-
+def record_steps_and_log(monkeypatch) -> tuple[list[tuple[int, int | None]], list[str]]:
+    """(images in each training step's batch and how many of them are labelled, kdloss's log lines), filled
+    as the training runs."""
     from kdloss.adapters.ultralytics.model import KDDistillationModel
 
-    folder = tmp_path / "unlabelled"
-    folder.mkdir()
-    for image in sorted((data.parent / "images" / "val").glob("*.png")):
-        shutil.copy(image, folder)  # no labels beside them
     seen, messages = [], []
     original = KDDistillationModel.loss
 
@@ -314,6 +308,19 @@ def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, mon
 
     monkeypatch.setattr(KDDistillationModel, "loss", recorded)
     monkeypatch.setattr(trainer_module.LOGGER, "info", lambda message, *a, **k: messages.append(str(message)))
+    return seen, messages
+
+
+def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, monkeypatch):
+    """unlabeled=folder: every training step carries unlabeled_batch of those images after the labelled batch
+    (the detection loss sees the labelled ones only: tests/test_unlabeled.py); validation never does."""
+    import shutil
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for image in sorted((data.parent / "images" / "val").glob("*.png")):
+        shutil.copy(image, folder)  # no labels beside them
+    seen, messages = record_steps_and_log(monkeypatch)
     distill("yolov8n.yaml", teacher, data, unlabeled=str(folder), unlabeled_batch=4, project=str(tmp_path),
             name="r", **COMMON)
     assert seen == [(16 + 4, 16), (16 + 4, 16)]  # 32 labelled images, batch 16; 4 unlabelled a step
@@ -324,18 +331,7 @@ def test_unlabeled_images_join_every_distilled_step(data, teacher, tmp_path, mon
 
 def test_unlabeled_train_reads_the_training_images_again(data, teacher, tmp_path, monkeypatch):
     """unlabeled=train: the data's own training images, read a second time without labels, join each step."""
-    from kdloss.adapters.ultralytics.model import KDDistillationModel
-
-    seen, messages = [], []
-    original = KDDistillationModel.loss
-
-    def recorded(self, batch, preds=None):
-        if self.training:
-            seen.append((batch["img"].shape[0], batch.get("labeled")))
-        return original(self, batch, preds)
-
-    monkeypatch.setattr(KDDistillationModel, "loss", recorded)
-    monkeypatch.setattr(trainer_module.LOGGER, "info", lambda message, *a, **k: messages.append(str(message)))
+    seen, messages = record_steps_and_log(monkeypatch)
     distill("yolov8n.yaml", teacher, data, unlabeled="train", unlabeled_batch=4, project=str(tmp_path), name="t",
             **COMMON)
     assert seen == [(16 + 4, 16), (16 + 4, 16)]
