@@ -294,3 +294,35 @@ def test_round_five_pairs_with_none_trained_again_on_its_machine(tmp_path, monke
     again = pretrained_tables.round4_runs(out, method, committed=pretrained_tables.ROUND5_JSON)
     assert sorted((r.method, r.seed, r.machine) for r in again) == sorted((r.method, r.seed, r.machine)
                                                                          for r in paired_here)
+
+
+def test_round_five_sets_the_pruned_student_beside_round_fours_method(tmp_path, monkeypatch):
+    """The pruned student's confirmation: round 5's method paired with `none` and beside round 4's method (both
+    from round 4's committed JSON), all on one machine; round 5's JSON keeps `none` and its own method's runs,
+    not round 4's method."""
+    import json
+    from dataclasses import asdict
+
+    import pretrained_tables
+
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    (docs / "pretrained-starts-round3-runs.json").write_text(json.dumps(
+        [{**asdict(r), "target": "shapes-100"} for r in on(AVX2, runs({}))]))
+    new_images = "bckd:unlabeled=runs/evidence/shapes-unlabeled/images/train"
+    same_images = pretrained_tables.train_as_unlabeled("shapes")
+    round4 = on(AVX512, runs({new_images: (0.015, 0.012, 0.018)}))
+    (docs / "pretrained-starts-round4-runs.json").write_text(json.dumps(
+        [{**asdict(r), "target": "shapes-pruned-100"} for r in round4]))
+    write_results(out, "shapes-pruned-100", on(AVX512, runs({same_images: (0.004, 0.006, 0.002)}))[3:])
+    monkeypatch.setattr(pretrained_tables, "DOCS", docs)
+
+    text = pretrained_tables.write_round5(out, new_images).read_text()
+    section = text.split("## the pruned student: not retuned")[1]
+    assert "confirm5 pruned" in section
+    assert f"| `{new_images}` | 3 |" in section and "+0.0150 ± 0.0017 (3/3)" in section
+    assert f"| `{same_images}` | 3 |" in section and "+0.0040 ± 0.0012 (3/3)" in section
+    assert section.index(f"`{new_images}`") < section.index(f"`{same_images}`")
+    rows = json.loads((docs / "pretrained-starts-round5-runs.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in rows if r["target"] == "shapes-pruned-100") == sorted(
+        [("none", s) for s in BASE] + [(same_images, s) for s in BASE])

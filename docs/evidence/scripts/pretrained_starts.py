@@ -11,7 +11,7 @@ confirm2 METHOD [dense|craters|pruned ...], tables2 [METHOD]; round 3 (docs/expe
 tables3 [METHOD]; round 4 (docs/experiments/pretrained-starts-round4.md, unlabelled images): search4 [SEED ...],
 choose4, confirm4 [dense|pruned ...] (baselines4 [dense|pruned ...]: its `none` runs alone), tables4;
 round 5 (docs/experiments/pretrained-starts-round5.md, the labelled images as unlabelled ones): search5 [SEED ...],
-choose5, confirm5 [craters|dense ...] [SEED ...] (baselines5: craters' `none` runs alone), tables5.
+choose5, confirm5 [craters|dense|pruned ...] [SEED ...] (baselines5: craters' `none` runs alone), tables5.
 Each resumes what is unfinished (ultralytics' resume for the pretraining and the teachers) and skips what is done
 (``kdloss experiment`` skips runs that have a result). Runs go to ``runs/evidence/pretrained/``.
 """
@@ -280,7 +280,7 @@ def run(stage: str, extra: list[str]) -> None:
         chosen, reasons = choose_clear(runs, (TRAIN_AS_UNLABELED,), min_se=2.0)
         print("\n".join(reasons))
         print(chosen or "none chosen")
-    elif stage == "confirm5":  # round 5's method, not retuned, where choose5 sends it forward: craters, dense
+    elif stage == "confirm5":  # round 5's method, not retuned, where choose5 sends it forward: craters, dense, pruned
         targets = [e for e in extra if not e.isdigit()] or ["craters", "dense"]
         chosen_seeds = [e for e in extra if e.isdigit()]  # optionally some seeds, e.g. two processes on two cores
         if "craters" in targets:
@@ -289,6 +289,9 @@ def run(stage: str, extra: list[str]) -> None:
         if "dense" in targets:
             experiment("dense", f"none,{train_as_unlabeled('dense')}", project="dense-100", epochs=LONG_EPOCHS,
                        seeds=f"[{','.join(chosen_seeds)}]" if chosen_seeds else SEEDS)
+        if "pruned" in targets:  # the pruned student on shapes: the adoption rule's condition for pruned starts
+            experiment("shapes", f"none,{TRAIN_AS_UNLABELED}", student=pruned_student(), project="shapes-pruned-100",
+                       epochs=LONG_EPOCHS, seeds=f"[{','.join(chosen_seeds)}]" if chosen_seeds else SEEDS)
     elif stage == "baselines5":  # confirm5's craters `none` runs alone, no teacher, before choose5 (not read by it)
         experiment("craters", "none", with_teacher=False, seeds=f"[{','.join(CRATERS_SEEDS)}]",
                    project="craters-100", epochs=LONG_EPOCHS)
