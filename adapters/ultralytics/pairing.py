@@ -36,18 +36,18 @@ def cross_machine_pairs(results: list[RunResult], reference: str = "none") -> di
     """``{method: [seeds]}`` where a run and the ``reference`` run of its seed (the baseline ``none`` unless
     given) were made on different machines (both recorded; results written before machines were recorded
     never count as different)."""
-    baseline = {r.seed: r.machine for r in results if r.method == reference}
+    baseline = {r.seed: r for r in results if r.method == reference}
     mixed: dict[str, list[int]] = {}
     for r in results:
         other = baseline.get(r.seed)
-        if r.method != reference and r.machine and other and not same_machine(r.machine, other):
+        if r.method != reference and other is not None and not made_together(r, other):
             mixed.setdefault(r.method, []).append(r.seed)
     return mixed
 
 
 def made_together(first: RunResult, second: RunResult) -> bool:
     """Whether two runs can pair exactly: made on one machine (:func:`same_machine`), or either result written
-    before machines were recorded (such a result never counts as different, as in :func:`cross_machine_pairs`)."""
+    before machines were recorded (such a result never counts as different)."""
     return not (first.machine and second.machine) or same_machine(first.machine, second.machine)
 
 
